@@ -1,0 +1,1 @@
+"""Prefect flows: landing → raw. Source-specific parsing lives in ``flows.sources``."""

@@ -1,0 +1,1 @@
+"""Data contracts: one pandera model per feed shape."""

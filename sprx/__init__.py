@@ -1,0 +1,3 @@
+"""sprx: a warehouse for social prescribing data in the English NHS."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from sprx.cli import main
+
+raise SystemExit(main())
