@@ -1,0 +1,215 @@
+"""The `sprx` command line.
+
+Each subcommand is a small function that parses its arguments, does one job and returns an exit
+code: 0 when the job completed, 1 when it failed, 2 for arguments that make no sense. Errors are
+one line on stderr, never a traceback, and never contain a patient identifier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from sprx import __version__
+from sprx.settings import SAMPLE_FEEDS_DIR, get_settings
+
+# Arguments used to generate the committed sample_feeds/ (tests regenerate it byte for byte).
+SAMPLE_FEEDS_ARGS = ("--people", "4000", "--seed", "20261122", "--start", "2024-11-01", "--end", "2026-10-31")
+
+
+class UsageError(Exception):
+    """Arguments that make no sense: one line for the user, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 0.2:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 0.2 (got {value})")
+    return value
+
+
+def _sample_parser(subparsers) -> None:
+    from sprx.synthetic import Parameters
+
+    defaults = Parameters()
+    parser = subparsers.add_parser(
+        "sample",
+        help="write a synthetic ICS as the four feeds, with truth.json",
+        description=(
+            "Write a deterministic synthetic ICS (Trafford practices and postcodes) as EMIS, SystmOne, "
+            "ambulance and VCSE feeds in the landing layout, plus truth.json: the true effect, the counts "
+            "the warehouse should find, and every injected fault. The same arguments give the same bytes."
+        ),
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder to create (must not exist or be empty)")
+    parser.add_argument("--people", type=_positive_int, default=defaults.people,
+                        help=f"people registered at the start (default {defaults.people})")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})")
+    parser.add_argument("--start", type=_date, default=defaults.start,
+                        help=f"first delivery date, YYYY-MM-DD (default {defaults.start})")
+    parser.add_argument("--end", type=_date, default=defaults.end,
+                        help=f"last delivery date, YYYY-MM-DD (default {defaults.end})")
+    parser.add_argument("--error-rate", type=_rate, default=defaults.error_rate,
+                        help=f"share of rows with an injected fault, 0 to 0.2 (default {defaults.error_rate})")
+    parser.add_argument("--systmone-every", type=_positive_int, default=defaults.systmone_every_days,
+                        help=f"days between SystmOne delta extracts; 1 = nightly (default {defaults.systmone_every_days})")
+    parser.add_argument("--emis-every", type=_positive_int, default=defaults.emis_every_days,
+                        help=f"days between kept EMIS full-refresh exports (default {defaults.emis_every_days})")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it holds files")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.set_defaults(handler=cmd_sample)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Generate the synthetic feeds."""
+    from sprx.synthetic import Parameters, generate
+    from sprx.synthetic.generate import OutputError
+
+    params = Parameters(
+        people=args.people, seed=args.seed, start=args.start, end=args.end, error_rate=args.error_rate,
+        systmone_every_days=args.systmone_every, emis_every_days=args.emis_every,
+    )
+    try:
+        params.check()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    began = time.monotonic()
+    progress = None if args.quiet else (lambda message: print(f"  {message}", file=sys.stderr))
+    try:
+        truth = generate(args.out, params, overwrite=args.overwrite, progress=progress)
+    except OutputError as error:
+        raise UsageError(str(error)) from None
+    print(summarise_sample(args.out, truth, time.monotonic() - began))
+    return 0
+
+
+def summarise_sample(folder: Path, truth: dict, seconds: float | None = None) -> str:
+    """A short plain-text summary of a generated feed folder and its truth."""
+    files: dict[str, int] = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and path.name != "truth.json":
+            relative = path.relative_to(folder).parts
+            family = "/".join(relative[:2]) if relative[0] == "gp" else relative[0]
+            files[family] = files.get(family, 0) + 1
+    counts = truth["counts"]
+    effect = truth["true_effect"]["gp_consultations_365d"]
+    naive = truth["naive_before_after"]["gp_consultations_365d"]
+    lines = [
+        f"Synthetic ICS in {folder}" + (f" ({seconds:.1f} s)" if seconds is not None else ""),
+        "  files: " + ", ".join(f"{family} {count}" for family, count in sorted(files.items())),
+        f"  people: {counts['people_simulated']} simulated, {counts['registered_at_end']} registered at the end",
+        f"  referral episodes {counts['referral_episodes']}, declined {counts['declined']}, "
+        f"engaged {counts['engaged']}, sustained {counts['sustained']}",
+        f"  frequent callers {counts['frequent_callers']} ({counts['frequent_callers_referred']} referred), "
+        f"VCSE attendances {counts['vcse_attendances']}",
+        f"  true effect on GP consultations in 365 days: {effect['expected_change_per_referral']} per referral; "
+        f"naive before/after: {naive['mean_after_minus_before']}",
+        f"  injected faults: {truth['injected_faults']['total_rows']} rows "
+        + json.dumps(truth["injected_faults"]["by_kind"]),
+    ]
+    return "\n".join(lines)
+
+
+def _demo_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="copy the committed sample feeds into $SPRX_HOME/landing and summarise them",
+        description=(
+            "Run on the embedded default: copy sample_feeds/ into the landing folder of $SPRX_HOME "
+            "(default ./data) and print a summary of what arrived and what the warehouse should find."
+        ),
+    )
+    parser.set_defaults(handler=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Land the committed sample feeds and summarise them."""
+    settings = get_settings()
+    truth_path = SAMPLE_FEEDS_DIR / "truth.json"
+    if not truth_path.exists():
+        print(f"sprx demo: the sample feeds are missing ({SAMPLE_FEEDS_DIR}); run from a full checkout",
+              file=sys.stderr)
+        return 1
+    landing = settings.landing_dir
+    landing.mkdir(parents=True, exist_ok=True)
+    copied = 0
+    for source in sorted(SAMPLE_FEEDS_DIR.rglob("*")):
+        relative = source.relative_to(SAMPLE_FEEDS_DIR)
+        if source.is_dir() or relative.name in ("truth.json", "README.md"):
+            continue
+        target = landing / relative
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            copied += 1
+    truth = json.loads(truth_path.read_text(encoding="utf-8"))
+    print(f"Landed {copied} new file(s) from {SAMPLE_FEEDS_DIR} into {landing}")
+    print(summarise_sample(SAMPLE_FEEDS_DIR, truth))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sprx",
+        description=(
+            "A warehouse for social prescribing data: GP, ambulance and VCSE feeds in, linked outcomes out. "
+            "Settings come from SPRX_* environment variables (SPRX_HOME, default ./data)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"sprx {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _sample_parser(subparsers)
+    _demo_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"sprx: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
