@@ -1,0 +1,1 @@
+"""Tests of the feed readers in flows.sources."""
