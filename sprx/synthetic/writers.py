@@ -237,7 +237,7 @@ class EmisWriter:
                     cells = (patient_cells if index == 0 else [""] * 8) + event_cells + [""] + [""] * style["trailing"]
                     writer.writerow(cells)
                     if block.patient_fault[person] == FAULT_NHS:
-                        self.pending_faults.append((name, export_day, line, "NHS Number", "bad_check_digit"))
+                        self.pending_faults.append((name, export_day, line, "nhs_number", "bad_check_digit"))
                     elif fault is not None:
                         self.pending_faults.append((name, export_day, line, fault[0], fault[1]))
             self.lines[(practice.code, export_day)] = line
@@ -265,11 +265,11 @@ class EmisWriter:
             kind = CONSULTATION_TYPES[appointments["type"][a]]
             fault = None
             if fault_kind == FAULT_DATE:
-                date_text, fault = f"30-Feb-{self.grid.date(day).year}", ("Date", "impossible_date")
+                date_text, fault = f"30-Feb-{self.grid.date(day).year}", ("event_date", "impossible_date")
             elif fault_kind == FAULT_CATEGORY:
-                status, fault = "Attended", ("Appointment Status", "unknown_category")
+                status, fault = "Attended", ("appointment_status", "unknown_category")
             elif fault_kind == FAULT_CATEGORY_2:
-                kind, fault = "Face to face", ("Type of Consultation", "unknown_category")
+                kind, fault = "Face to face", ("consultation_type", "unknown_category")
             code = ("", "", "")
             if fault is None and appointments["status"][a] == STATUS_FINISHED and day in merged_codes:
                 c = merged_codes.pop(day)
@@ -287,7 +287,7 @@ class EmisWriter:
             code = REFERRAL_CODE if codes["kind"][c] == CODE_REFERRAL else DECLINED_CODE
             date_text, fault = emis_date(self.grid.date(day)), None
             if codes["fault"][c] == FAULT_DATE:
-                date_text, fault = f"31-Jun-{self.grid.date(day).year}", ("Date", "impossible_date")
+                date_text, fault = f"31-Jun-{self.grid.date(day).year}", ("event_date", "impossible_date")
             events.setdefault(day, []).append(([date_text, code[0], code[1], "", ""], fault))
         return [row for day in sorted(events) for row in events[day]]
 
@@ -371,7 +371,7 @@ class SystmOneWriter:
             number = block.nhs_number[person] or ""
             fault = None
             if block.patient_fault[person] == FAULT_NHS:
-                number, fault = corrupt_check_digit(number), ("NHSNumber", "bad_check_digit")
+                number, fault = corrupt_check_digit(number), ("nhs_number", "bad_check_digit")
             cells = [row_id, str(block.local_id[person]), number, block.first_name[person], block.surname[person],
                      sr_date(block.dob[person].item()), block.sex[person], block.postcode[person], practice.code, "0"]
             put(self.delivery_of(block.join_day[person]), "SRPatient", cells, fault)
@@ -398,9 +398,9 @@ class SystmOneWriter:
             status = APPOINTMENT_STATUSES[appointments["status"][a]]
             fault = None
             if appointments["fault"][a] == FAULT_DATE:
-                start_text, fault = f"30 Feb {date.year} 10:00:00", ("DateStart", "impossible_date")
+                start_text, fault = f"30 Feb {date.year} 10:00:00", ("appointment_start", "impossible_date")
             elif appointments["fault"][a] in (FAULT_CATEGORY, FAULT_CATEGORY_2):
-                status, fault = "Arrived", ("Status", "unknown_category")
+                status, fault = "Arrived", ("status", "unknown_category")
             put(final_delivery, "SRAppointment",
                 [row_id, str(block.local_id[person]), start_text, status, clinician, practice.code, "0"], fault)
             if appointments["other_code"][a] and appointments["fault"][a] == FAULT_NONE:
@@ -418,7 +418,7 @@ class SystmOneWriter:
             code = REFERRAL_CODE if codes["kind"][c] == CODE_REFERRAL else DECLINED_CODE
             date_text, fault = sr_date(self.grid.date(day)), None
             if codes["fault"][c] == FAULT_DATE:
-                date_text, fault = f"31 Apr {self.grid.date(day).year}", ("DateEvent", "impossible_date")
+                date_text, fault = f"31 Apr {self.grid.date(day).year}", ("event_date", "impossible_date")
             put(self.delivery_of(day), "SRCode",
                 [str(self._next_id(practice, "SRCode")), str(block.local_id[person]), date_text, code[0], code[2],
                  code[1], practice.code, "0"], fault)

@@ -1,0 +1,198 @@
+"""The identity boundary: clear identifiers in, keyed pseudonyms and coarse facts out.
+
+Every identifier becomes an HMAC-SHA256 token under ``SPRX_PSEUDONYMISATION_KEY``, computed once
+per distinct value (not per row). Linkage uses three tokens, one per tier of the design:
+
+- ``nhs_number_token``: the validated 10-digit NHS number;
+- ``name_dob_token``: first name + last name + date of birth;
+- ``surname_dob_postcode_token``: last name + date of birth + postcode.
+
+Names are normalised before hashing (accents removed, case folded, spaces and punctuation
+dropped: "Zoë" = "ZOE", "Ó Briain" = "O'Briain" = "OBRIAIN"). A postcode also becomes its LSOA
+(2021) and IMD 2025 decile; a date of birth becomes age at the event and an age band. The clear
+values are dropped here and never reach the warehouse.
+
+Local UK times become UTC by one rule: in the October hour that happens twice, a time is read as
+the first occurrence (British Summer Time); in the March hour that does not exist, a time is read
+as Greenwich Mean Time (so 01:30 becomes 01:30 UTC, the instant the clock showed 02:30 BST).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import os
+import secrets
+import sys
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import polars as pl
+
+from sprx.settings import SEEDS_DIR, Settings
+
+# Tokens are hex digests; 64 characters of HMAC-SHA256.
+TOKEN_LENGTH = 64
+# Age bands: (lowest age, label); the same bands as the generator and the marts.
+AGE_BANDS: tuple[tuple[int, str], ...] = (
+    (0, "0-17"), (18, "18-34"), (35, "35-49"), (50, "50-64"), (65, "65-79"), (80, "80+"),
+)
+# Shortest key accepted: 32 characters (a 128-bit secret written as hex).
+MIN_KEY_LENGTH = 32
+DEMO_KEY_FILE = "pseudonymisation.key"
+
+
+class MissingKeyError(RuntimeError):
+    """No usable pseudonymisation key: nothing is ingested without one."""
+
+
+def load_key(settings: Settings) -> bytes:
+    """The secret key from SPRX_PSEUDONYMISATION_KEY, or a clear error."""
+    key = settings.pseudonymisation_key
+    if not key:
+        raise MissingKeyError(
+            "SPRX_PSEUDONYMISATION_KEY is not set: set it to a secret of at least "
+            f"{MIN_KEY_LENGTH} characters held outside the warehouse (see docs), then run again"
+        )
+    if len(key) < MIN_KEY_LENGTH:
+        raise MissingKeyError(
+            f"SPRX_PSEUDONYMISATION_KEY is too short ({len(key)} characters); use at least {MIN_KEY_LENGTH}"
+        )
+    return key.encode("utf-8")
+
+
+def ensure_demo_key(settings: Settings) -> Settings:
+    """For the demo only: use the key in the environment, or create a local key file and say so."""
+    if settings.pseudonymisation_key:
+        return settings
+    path = settings.home / DEMO_KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        print(
+            f"warning: SPRX_PSEUDONYMISATION_KEY is not set; the demo created a local key in {path}. "
+            "Real data needs a key held outside the home folder.",
+            file=sys.stderr,
+        )
+    key = path.read_text().strip()
+    return Settings(home=settings.home, pseudonymisation_key=key)
+
+
+def normalise_name(value: str) -> str:
+    """Upper-case letters and digits only, accents removed: 'Ó Briain' -> 'OBRIAIN'."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    return "".join(ch for ch in decomposed if ch.isalnum() and not unicodedata.combining(ch)).upper()
+
+
+def _digest(key: bytes, purpose: str, value: str) -> str:
+    return hmac.new(key, f"{purpose}\x1f{value}".encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def tokenise(frame: pl.DataFrame, source: pl.Expr, purpose: str, key: bytes, name: str) -> pl.DataFrame:
+    """Add a token column computed once per distinct non-null value of `source`."""
+    values = frame.select(source.alias("__value")).to_series()
+    distinct = values.drop_nulls().unique()
+    mapping = pl.DataFrame(
+        {"__value": distinct, name: [_digest(key, purpose, value) for value in distinct.to_list()]},
+        schema={"__value": pl.String, name: pl.String},
+    )
+    return (
+        frame.with_columns(source.alias("__value"))
+        .join(mapping, on="__value", how="left", maintain_order="left")
+        .drop("__value")
+    )
+
+
+def _names(frame: pl.DataFrame, column: str) -> pl.Expr:
+    if column not in frame.columns:
+        return pl.lit(None, dtype=pl.String)
+    distinct = frame.get_column(column).drop_nulls().unique()
+    mapping = dict(zip(distinct.to_list(), (normalise_name(v) for v in distinct.to_list())))
+    return pl.col(column).replace_strict(mapping, default=None, return_dtype=pl.String).replace("", None)
+
+
+def identity_tokens(
+    frame: pl.DataFrame,
+    key: bytes,
+    *,
+    nhs_number: str | None = "nhs_number",
+    first_name: str | None = None,
+    last_name: str | None = None,
+    date_of_birth: str | None = "date_of_birth",
+    postcode: str | None = "postcode",
+) -> pl.DataFrame:
+    """Add nhs_number_token, name_dob_token, surname_dob_postcode_token and postcode_token."""
+    present = set(frame.columns)
+    nhs = pl.col(nhs_number) if nhs_number in present else pl.lit(None, dtype=pl.String)
+    first = _names(frame, first_name) if first_name else pl.lit(None, dtype=pl.String)
+    last = _names(frame, last_name) if last_name else pl.lit(None, dtype=pl.String)
+    dob = pl.col(date_of_birth).cast(pl.String) if date_of_birth in present else pl.lit(None, dtype=pl.String)
+    code = pl.col(postcode).str.replace_all(" ", "") if postcode in present else pl.lit(None, dtype=pl.String)
+    frame = tokenise(frame, nhs, "nhs_number", key, "nhs_number_token")
+    frame = tokenise(frame, pl.concat_str([first, last, dob], separator="|"), "name_dob", key, "name_dob_token")
+    frame = tokenise(frame, pl.concat_str([last, dob, code], separator="|"), "surname_dob_postcode", key,
+                     "surname_dob_postcode_token")
+    return tokenise(frame, code, "postcode", key, "postcode_token")
+
+
+@dataclass(frozen=True)
+class Geography:
+    """Postcode -> LSOA 2021 -> IMD 2025 decile, from the reference seeds."""
+
+    postcodes: pl.DataFrame  # postcode, lsoa21_code, imd_decile
+
+
+@lru_cache(maxsize=1)
+def load_geography(seeds_dir: Path = SEEDS_DIR) -> Geography:
+    with open(seeds_dir / "ref_imd2025_lsoa21.csv", newline="", encoding="utf-8") as handle:
+        deciles = {row["lsoa21_code"]: int(row["imd_decile"]) for row in csv.DictReader(handle)}
+    with open(seeds_dir / "ref_postcode_lsoa21.csv", newline="", encoding="utf-8") as handle:
+        rows = [(row["postcode"], row["lsoa21_code"], deciles.get(row["lsoa21_code"]))
+                for row in csv.DictReader(handle)]
+    frame = pl.DataFrame(rows, schema={"postcode": pl.String, "lsoa21_code": pl.String, "imd_decile": pl.Int8},
+                         orient="row")
+    return Geography(postcodes=frame)
+
+
+def add_geography(frame: pl.DataFrame, postcode: str = "postcode") -> pl.DataFrame:
+    """Add lsoa21_code and imd_decile (null when the postcode is missing or not in the lookup)."""
+    if postcode not in frame.columns:
+        return frame.with_columns(pl.lit(None, dtype=pl.String).alias("lsoa21_code"),
+                                  pl.lit(None, dtype=pl.Int8).alias("imd_decile"))
+    lookup = load_geography().postcodes.rename({"postcode": "__postcode"})
+    return frame.join(lookup, left_on=postcode, right_on="__postcode", how="left", maintain_order="left")
+
+
+def age_columns(frame: pl.DataFrame, date_of_birth: str, at: pl.Expr, prefix: str) -> pl.DataFrame:
+    """Add <prefix>_age (whole years at `at`) and <prefix>_age_band from a date of birth."""
+    if date_of_birth not in frame.columns:
+        return frame.with_columns(pl.lit(None, dtype=pl.Int16).alias(f"{prefix}_age"),
+                                  pl.lit(None, dtype=pl.String).alias(f"{prefix}_age_band"))
+    dob = pl.col(date_of_birth)
+    age = (
+        at.dt.year().cast(pl.Int32) - dob.dt.year().cast(pl.Int32)
+        - ((at.dt.month() < dob.dt.month()) | ((at.dt.month() == dob.dt.month()) & (at.dt.day() < dob.dt.day())))
+        .cast(pl.Int32)
+    )
+    band = pl.lit(None, dtype=pl.String)
+    for low, label in AGE_BANDS:  # the last wrap, the highest band, is tested first
+        band = pl.when(age >= low).then(pl.lit(label)).otherwise(band)
+    return frame.with_columns(age.cast(pl.Int16).alias(f"{prefix}_age"), band.alias(f"{prefix}_age_band"))
+
+
+def london_to_utc(column: str) -> pl.Expr:
+    """Naive UK local datetimes to naive UTC by the rule in the module docstring."""
+    local = pl.col(column)
+    zoned = local.dt.replace_time_zone("Europe/London", ambiguous="earliest", non_existent="null")
+    as_gmt = local.dt.replace_time_zone("UTC")
+    return (
+        pl.when(local.is_null()).then(None)
+        .when(zoned.is_null()).then(as_gmt)
+        .otherwise(zoned.dt.convert_time_zone("UTC"))
+        .dt.replace_time_zone(None)
+    )
