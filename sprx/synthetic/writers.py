@@ -236,9 +236,9 @@ class EmisWriter:
                     line += 1
                     cells = (patient_cells if index == 0 else [""] * 8) + event_cells + [""] + [""] * style["trailing"]
                     writer.writerow(cells)
-                    if block.patient_fault[person] == FAULT_NHS:
+                    if block.patient_fault[person] == FAULT_NHS:  # filled down onto every row of the patient
                         self.pending_faults.append((name, export_day, line, "nhs_number", "bad_check_digit"))
-                    elif fault is not None:
+                    if fault is not None:
                         self.pending_faults.append((name, export_day, line, fault[0], fault[1]))
             self.lines[(practice.code, export_day)] = line
             self.population[(practice.code, export_day)] += patients
@@ -607,7 +607,7 @@ class VcseWriter:
             spool.setdefault(key, []).append([
                 day, block.nhs_number[person] or "", block.first_name[person], block.surname[person],
                 block.dob[person].item().isoformat(), block.postcode[person], int(sessions["attended"][s]),
-                int(sessions["unlinkable"][s]), int(sessions["wellbeing"][s]) + min(3, s % 5),
+                int(sessions["unlinkable"][s]), min(10, int(sessions["wellbeing"][s]) + s % 4),  # scores rise with sessions, 0-10
                 NOTES[sessions["note"][s] % len(NOTES)], int(sessions["fault"][s]),
             ])
         for key, rows in spool.items():
