@@ -143,10 +143,22 @@ def _zip_files(path: Path) -> tuple[dict[str, Opener], list[str]]:
     """Openers for the known members of an extract .zip, and notices about the rest."""
     openers: dict[str, Opener] = {}
     notices: list[str] = []
-    for member in check_zip(path, allow_folders=False):
-        table = _FILE_TABLES.get(member.filename.casefold())
+    for member in check_zip(path, allow_folders=True):
+        parts = member.filename.split("/")
+        if member.is_dir() and parts[0] == path.stem and len([p for p in parts if p]) == 1:
+            continue  # the folder itself, as "compress folder" writes it
+        if len(parts) == 2 and parts[0] == path.stem:
+            name = parts[1]  # systmone_<ODS>_<date>/SRPatient.csv: a zipped extract folder
+        elif len(parts) == 1:
+            name = parts[0]
+        else:
+            raise FeedFileError(
+                f"the .zip archive holds {member.filename!r}; expected the tables at its top level or in one "
+                f"folder named {path.stem}"
+            )
+        table = _FILE_TABLES.get(name.casefold())
         if table is None:
-            notices.append(f"ignored file {member.filename!r}: not a SystmOne table")
+            notices.append(f"ignored file {name!r}: not a SystmOne table")
         elif table in openers:
             raise FeedFileError(f"the .zip archive holds {member.filename} twice; expected each table once")
         else:

@@ -143,7 +143,7 @@ def test_a_file_named_like_a_folder_is_rejected(tmp_path: Path) -> None:
     ("rename", "message"),
     [
         ({"SRPatient.csv": "../SRPatient.csv"}, r"points outside it \('\.\.' or an absolute path\)"),  # traversal
-        ({"SRPatient.csv": f"{NAME}/SRPatient.csv"}, "inside a folder"),  # files inside a folder in the zip
+        ({"SRPatient.csv": "exports/SRPatient.csv"}, "one folder named"),  # files inside an unrelated folder
         ({"SRCode.csv": "SRPatient.csv"}, "holds SRPatient.csv twice"),  # the same table twice
     ],
 )
@@ -210,3 +210,22 @@ def test_arbitrary_bytes_never_crash(tmp_path: Path, data: bytes) -> None:
             read_table(read_systmone(path), "patient")
         except FeedFileError:
             pass
+
+
+def test_a_zipped_extract_folder_reads_like_a_flat_zip(tmp_path: Path) -> None:
+    # "compress folder" puts the tables inside a folder named like the archive; that is accepted
+    archive = tmp_path / "systmone_P91006_20261120.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("systmone_P91006_20261120/", "")
+        zipped.writestr("systmone_P91006_20261120/SRPatient.csv",
+                        "RowIdentifier,IDPatient,NHSNumber,FirstName,Surname,DateBirth,Gender,Postcode,"
+                        "IDOrganisationRegisteredAt,RemovedData\r\n1,7001,,Zoe,Hughes,17 Aug 1972,F,,P91006,0\r\n")
+    extract = read_systmone(archive)
+    assert extract.tables == ("patient",)
+    assert pl.concat(list(extract.read("patient"))).height == 1
+    # any other folder is refused, with the expected layout named
+    other = tmp_path / "systmone_P91006_20261121.zip"
+    with zipfile.ZipFile(other, "w") as zipped:
+        zipped.writestr("exports/SRPatient.csv", "RowIdentifier\r\n")
+    with pytest.raises(FeedFileError, match="one folder named systmone_P91006_20261121"):
+        read_systmone(other)
