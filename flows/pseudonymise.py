@@ -20,7 +20,6 @@ as Greenwich Mean Time (so 01:30 becomes 01:30 UTC, the instant the clock showed
 from __future__ import annotations
 
 import csv
-import hashlib
 import hmac
 import os
 import secrets
@@ -90,7 +89,7 @@ def normalise_name(value: str) -> str:
 
 
 def _digest(key: bytes, purpose: str, value: str) -> str:
-    return hmac.new(key, f"{purpose}\x1f{value}".encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, f"{purpose}\x1f{value}".encode("utf-8"), "sha256").hex()
 
 
 def tokenise(frame: pl.DataFrame, source: pl.Expr, purpose: str, key: bytes, name: str) -> pl.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 import sys
 import time
@@ -145,10 +146,11 @@ def summarise_sample(folder: Path, truth: dict, seconds: float | None = None) ->
 def _demo_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="copy the committed sample feeds into $SPRX_HOME/landing and summarise them",
+        help="land the committed sample feeds, ingest them and summarise",
         description=(
             "Run on the embedded default: copy sample_feeds/ into the landing folder of $SPRX_HOME "
-            "(default ./data) and print a summary of what arrived and what the warehouse should find."
+            "(default ./data), ingest it, and print what arrived, what loaded and what the warehouse "
+            "should find. Without SPRX_PSEUDONYMISATION_KEY the demo creates a local key and says so."
         ),
     )
     parser.set_defaults(handler=cmd_demo)
@@ -177,7 +179,81 @@ def cmd_demo(args: argparse.Namespace) -> int:
     truth = json.loads(truth_path.read_text(encoding="utf-8"))
     print(f"Landed {copied} new file(s) from {SAMPLE_FEEDS_DIR} into {landing}")
     print(summarise_sample(SAMPLE_FEEDS_DIR, truth))
+    from flows.pseudonymise import ensure_demo_key
+
+    demo_settings = ensure_demo_key(settings)
+    if demo_settings.pseudonymisation_key != settings.pseudonymisation_key:
+        os.environ["SPRX_PSEUDONYMISATION_KEY"] = demo_settings.pseudonymisation_key or ""
+    return run_ingest(_sources(None))
+
+
+def _ingest_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ingest",
+        help="landing → raw: parse, validate, pseudonymise and load new files, with full accounting",
+        description=(
+            "Take every new file in $SPRX_HOME/landing (or the given paths) into the pipeline's warehouse. "
+            "Each file loads whole or not at all; rows that break their contract are quarantined in "
+            "audit.rejected_rows with a reason; a file already loaded is not loaded again. "
+            "Needs SPRX_PSEUDONYMISATION_KEY."
+        ),
+    )
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="files or SystmOne folders under landing/ (default: everything new)")
+    parser.add_argument("--source", action="append", choices=("gp", "emis", "systmone", "ambulance", "vcse"),
+                        help="only these sources (repeatable; gp = emis and systmone)")
+    parser.add_argument("--accept", action="append", default=[], metavar="FILE",
+                        help="release a held EMIS export (path relative to landing/) and load it")
+    parser.set_defaults(handler=cmd_ingest)
+
+
+def _sources(chosen: list[str] | None) -> tuple[str, ...]:
+    from flows.load import SOURCES
+
+    if not chosen:
+        return SOURCES
+    expanded = {name for item in chosen for name in (("emis", "systmone") if item == "gp" else (item,))}
+    return tuple(source for source in SOURCES if source in expanded)
+
+
+def run_ingest(sources: tuple[str, ...], paths: tuple[Path, ...] = (), accept: tuple[str, ...] = ()) -> int:
+    """Run the ingest flow and print its summary; 0 when it completed, 1 when a stage failed."""
+    from flows.ingest import ingest
+    from flows.pseudonymise import MissingKeyError
+
+    try:
+        summary = ingest(sources=sources, paths=paths, accept=accept)
+    except MissingKeyError as error:
+        print(f"sprx ingest: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a failed stage: one line, the stage and the reason
+        print(f"sprx ingest: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(summarise_ingest(summary))
     return 0
+
+
+def summarise_ingest(summary) -> str:
+    """Per-status file counts, row accounting and the top rejection reasons."""
+    statuses = ", ".join(f"{count} {status}" for status, count in sorted(summary.by_status().items()))
+    lines = [
+        f"Ingest: {len(summary.files)} file(s) processed ({statuses or 'none new'}), "
+        f"{summary.skipped} already loaded",
+        f"  rows: {summary.rows_received} received = {summary.rows_loaded} loaded + {summary.rows_rejected} rejected",
+    ]
+    for result in summary.files:
+        if result.status in ("held", "rejected"):
+            lines.append(f"  {result.status}: {result.relative}: {result.message}")
+    reasons = summary.top_reasons(5)
+    if reasons:
+        lines.append("  top rejection reasons:")
+        lines.extend(f"    {count:6d}  {reason}" for reason, count in reasons)
+    return "\n".join(lines)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Load new files from landing/ into the warehouse."""
+    return run_ingest(_sources(args.source), tuple(args.paths), tuple(args.accept))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sprx {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     _sample_parser(subparsers)
+    _ingest_parser(subparsers)
     _demo_parser(subparsers)
     return parser
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from sprx.cli import main
 from sprx.settings import SAMPLE_FEEDS_DIR, get_settings
@@ -30,16 +35,58 @@ def test_help_lists_only_built_commands() -> None:
         assert unbuilt not in result.stdout
 
 
-def test_demo_lands_the_sample_feeds_once(monkeypatch, tmp_path: Path, capsys) -> None:
+@pytest.mark.usefixtures("prefect_harness")
+def test_demo_lands_ingests_and_summarises_the_sample_feeds(monkeypatch, tmp_path: Path, capsys) -> None:
     monkeypatch.setenv("SPRX_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SPRX_PSEUDONYMISATION_KEY", raising=False)
     assert main(["demo"]) == 0
-    first = capsys.readouterr().out
+    captured = capsys.readouterr()
     landed = sorted(p.relative_to(tmp_path / "home" / "landing") for p in (tmp_path / "home" / "landing").rglob("*")
                     if p.is_file())
     expected = sorted(p.relative_to(SAMPLE_FEEDS_DIR) for p in SAMPLE_FEEDS_DIR.rglob("*")
                       if p.is_file() and p.name not in ("truth.json", "README.md"))
     assert landed == expected
-    assert f"Landed {len(expected)} new file(s)" in first and "referral episodes" in first
-    # a second demo adds nothing: files already in landing are left alone
+    assert f"Landed {len(expected)} new file(s)" in captured.out and "referral episodes" in captured.out
+    # the demo makes a local key when none is set, and says so
+    assert "created a local key" in captured.err and (tmp_path / "home" / "pseudonymisation.key").exists()
+    truth = json.loads((SAMPLE_FEEDS_DIR / "truth.json").read_text(encoding="utf-8"))
+    faults = len({(f["file"], f["row_number"]) for f in truth["injected_faults"]["rows"]})
+    assert re.search(rf"rows: \d+ received = \d+ loaded \+ {faults} rejected", captured.out)
+    # a second demo lands and loads nothing new
     assert main(["demo"]) == 0
-    assert "Landed 0 new file(s)" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert "Landed 0 new file(s)" in again and "0 file(s) processed" in again
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ingest_exits_0_with_quarantined_rows_and_1_without_a_key(sprx_home: Path, monkeypatch, capsys) -> None:
+    landing = sprx_home / "landing" / "ambulance"
+    landing.mkdir(parents=True)
+    (landing / "ambulance_RX7_20261116.csv").write_text(
+        "incident_id,call_received,nhs_number,date_of_birth,sex,postcode,arp_category,call_outcome,conveyed_to,"
+        "chief_complaint,communal_address,frequent_caller_flag\n"
+        "A1,2026-11-02 10:05:59,9994158686,2011-06-15,M,M16 7YE,C4,hear_and_treat,,Pain,N,N\n"
+        "A2,2026-11-02 11:05:59,9994158686,2011-06-15,M,M16 7YE,C9,hear_and_treat,,Pain,N,N\n")
+    assert main(["ingest", "--source", "ambulance"]) == 0
+    out = capsys.readouterr().out
+    assert "rows: 2 received = 1 loaded + 1 rejected" in out and "arp" in out.lower()
+    monkeypatch.delenv("SPRX_PSEUDONYMISATION_KEY")
+    assert main(["ingest"]) == 1
+    assert "SPRX_PSEUDONYMISATION_KEY is not set" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_each_run_publishes_a_report_artifact_without_identifiers(sprx_home: Path) -> None:
+    from prefect.artifacts import Artifact
+
+    from flows.ingest import ingest
+
+    fixtures = Path(__file__).parent / "fixtures" / "feeds"
+    shutil.copytree(fixtures / "ambulance", sprx_home / "landing" / "ambulance")
+    ingest()
+
+    files = Artifact.get("ingest-files").data
+    assert "ambulance/ambulance_RX7_20261116.csv" in files and "loaded" in files
+    report = files + Artifact.get("ingest-rejections").data
+    for identifier in ("9994068121", "M31 1XR", "1949-04-02", "Fall at home"):
+        assert identifier not in report

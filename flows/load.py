@@ -1,0 +1,510 @@
+"""Load one delivered file into the raw zone: parse, validate, pseudonymise, apply, account.
+
+Each file is one DuckDB transaction: either all its accepted rows, its rejected rows and its
+audit row commit together, or nothing does. A file-level problem (unreadable, wrong name, a
+required column missing, the practice in the name not matching the rows) rejects the file with
+one message; a row-level problem quarantines the row in ``audit.rejected_rows``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from flows.pseudonymise import add_geography, age_columns, identity_tokens, london_to_utc, normalise_name
+from flows.sources import ambulance as ambulance_source
+from flows.sources import emis as emis_source
+from flows.sources import systmone as systmone_source
+from flows.sources import vcse as vcse_source
+from flows.sources.common import FeedFileError
+from schemas.ambulance import validate_ambulance_incident
+from schemas.common import Validated
+from schemas.emis import validate_emis
+from schemas.systmone import validate_systmone_appointment, validate_systmone_code, validate_systmone_patient
+from schemas.vcse import validate_vcse_attendance
+
+# An EMIS export that would drop more than this share of a practice's registered patients is
+# held until released with `sprx ingest --accept FILE` (a truncated export must not empty a list).
+EMIS_MAX_DROP_SHARE = 0.20
+SOURCES = ("emis", "systmone", "ambulance", "vcse")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A file (or SystmOne folder) found in landing/."""
+
+    path: Path
+    relative: str
+    source: str
+    sha256: str
+    received_at: dt.datetime
+
+
+@dataclass
+class FileResult:
+    """What happened to one delivery; holds counts and reasons, never an identifier."""
+
+    relative: str
+    source: str
+    status: str
+    rows_received: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    message: str = ""
+    reasons: Counter = field(default_factory=Counter)
+
+
+class HeldFile(Exception):
+    """A file that would change too much is held, not loaded."""
+
+
+class Superseded(Exception):
+    """A file older than what the warehouse already holds."""
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's file names and bytes in name order."""
+    digest = hashlib.sha256()
+    paths = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for member in paths:
+        if path.is_dir():
+            digest.update(member.name.encode("utf-8") + b"\0")
+        with open(member, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class Loader:
+    """Loads deliveries into one open warehouse connection."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, key: bytes, *,
+                 emis_max_drop_share: float = EMIS_MAX_DROP_SHARE) -> None:
+        self.connection = connection
+        self.key = key
+        self.emis_max_drop_share = emis_max_drop_share
+
+    # --- bookkeeping -----------------------------------------------------------------------
+
+    def _one(self, sql: str, parameters: list | None = None) -> tuple:
+        """The first row of a query, consuming the whole result (DuckDB 2 needs it finished)."""
+        rows = self.connection.execute(sql, parameters or []).fetchall()
+        return rows[0] if rows else None
+
+    def already_loaded(self, delivery: Delivery) -> bool:
+        """True when this path with these bytes has been recorded before (rerunning changes nothing;
+        a held file waits for `--accept`)."""
+        return self._one(
+            "select count(*) from audit.file_loads where path = ? and sha256 = ?",
+            [delivery.relative, delivery.sha256],
+        )[0] > 0
+
+    def _duplicate_of(self, delivery: Delivery) -> str | None:
+        row = self._one(
+            "select path from audit.file_loads where sha256 = ? and status = 'loaded' order by file_id limit 1",
+            [delivery.sha256],
+        )
+        return row[0] if row else None
+
+    def _record(self, delivery: Delivery, result: FileResult, *, organisation: str | None,
+                extract_date: dt.date | None, file_id: int | None = None) -> int:
+        if file_id is None:
+            file_id = self._one("select nextval('audit.file_id_sequence')")[0]
+        self.connection.execute(
+            "insert into audit.file_loads values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [file_id, delivery.source, delivery.relative, delivery.sha256, organisation, extract_date,
+             delivery.received_at, dt.datetime.now(dt.UTC).replace(tzinfo=None), result.rows_received,
+             result.rows_loaded, result.rows_rejected, result.status, result.message],
+        )
+        return file_id
+
+    # --- entry point -----------------------------------------------------------------------
+
+    def load(self, delivery: Delivery, *, accept: bool = False) -> FileResult:
+        """Load one delivery in one transaction and record what happened."""
+        original = self._duplicate_of(delivery)
+        if original is not None and original != delivery.relative:
+            result = FileResult(delivery.relative, delivery.source, "duplicate",
+                                message=f"the same bytes were already loaded from {original}; nothing changed")
+            self.connection.execute("begin")
+            self._record(delivery, result, organisation=None, extract_date=None)
+            self.connection.execute("commit")
+            return result
+        organisation, extract_date = None, None
+        self.connection.execute("begin")
+        try:
+            file_id = self._one("select nextval('audit.file_id_sequence')")[0]
+            organisation, extract_date = self._identify(delivery)
+            loader = getattr(self, f"_load_{delivery.source}")
+            result = loader(delivery, file_id, extract_date, organisation, accept)
+            held = self.connection.execute(
+                "select file_id from audit.file_loads where path = ? and status = 'held'", [delivery.relative]
+            ).fetchall()
+            for (old_id,) in held:
+                self.connection.execute("delete from audit.file_loads where file_id = ?", [old_id])
+            self._record(delivery, result, organisation=organisation, extract_date=extract_date, file_id=file_id)
+            self.connection.execute("commit")
+            return result
+        except (FeedFileError, HeldFile, Superseded) as problem:
+            self.connection.execute("rollback")
+            status = {FeedFileError: "rejected", HeldFile: "held", Superseded: "superseded"}[type(problem)]
+            result = FileResult(delivery.relative, delivery.source, status, message=str(problem))
+            if status == "rejected":
+                result.reasons[str(problem)] += 1
+            self.connection.execute("begin")
+            self._record(delivery, result, organisation=organisation, extract_date=extract_date)
+            self.connection.execute("commit")
+            return result
+        except BaseException:
+            self.connection.execute("rollback")
+            raise
+
+    def _identify(self, delivery: Delivery) -> tuple[str | None, dt.date | None]:
+        """Organisation and extract date from the file name (a wrong name rejects the file)."""
+        if delivery.source == "vcse":
+            return vcse_source.parse_file_name(delivery.path), delivery.received_at.date()
+        module = {"emis": emis_source, "systmone": systmone_source, "ambulance": ambulance_source}[delivery.source]
+        name = module.parse_file_name(delivery.path)
+        return name.organisation_code, name.extract_date
+
+    # --- shared steps ----------------------------------------------------------------------
+
+    def _stage(self, table: str, frame: pl.DataFrame, first: bool) -> None:
+        self.connection.register("batch", frame.to_arrow())
+        try:
+            verb = "create or replace temp table" if first else "insert into"
+            if first:
+                self.connection.execute(f"{verb} {table} as select * from batch")
+            else:
+                self.connection.execute(f"insert into {table} by name select * from batch")
+        finally:
+            self.connection.unregister("batch")
+
+    def _quarantine(self, validated: Validated, file_id: int, path: str, result: FileResult) -> None:
+        rejected = validated.rejected
+        if rejected.height == 0:
+            return
+        result.rows_rejected += rejected.get_column("row_number").n_unique()
+        for reason, count in rejected.group_by("reason").len().iter_rows():
+            result.reasons[reason] += count
+        frame = rejected.select(
+            pl.lit(file_id, dtype=pl.Int64).alias("file_id"), pl.lit(path).alias("path"),
+            "row_number", "field", "reason", pl.col("value").cast(pl.String),
+        )
+        self.connection.register("rejected_batch", frame.to_arrow())
+        try:
+            self.connection.execute("insert into audit.rejected_rows select * from rejected_batch")
+        finally:
+            self.connection.unregister("rejected_batch")
+
+    def _check_practice(self, frame: pl.DataFrame, column: str, practice: str, label: str) -> None:
+        """The practice in a GP file name must be the practice inside the file."""
+        wrong = frame.filter(pl.col(column).is_not_null() & (pl.col(column) != practice))
+        if wrong.height:
+            first = wrong.row(0, named=True)
+            raise FeedFileError(
+                f"the file name says practice {practice} but {label} on row {first['row_number']} says "
+                f"{first[column]}; expected every row to belong to {practice}"
+            )
+
+    @staticmethod
+    def _chunks(frames: Iterator[pl.DataFrame], result: FileResult) -> Iterator[pl.DataFrame]:
+        for frame in frames:
+            result.rows_received += frame.height
+            yield frame
+
+    # --- EMIS: full-refresh snapshot per practice ------------------------------------------
+
+    def _load_emis(self, delivery, file_id, extract_date, practice, accept) -> FileResult:
+        result = FileResult(delivery.relative, "emis", "loaded")
+        first = True
+        for chunk in self._chunks(emis_source.read_emis(delivery.path), result):
+            self._check_practice(chunk, "organisation_code", practice, "Organisation Code")
+            validated = validate_emis(chunk, extract_date=extract_date, practice_code=practice)
+            self._quarantine(validated, file_id, delivery.relative, result)
+            valid = validated.valid
+            # patient columns are the same on every row of a patient (filled down): pseudonymise once
+            first_rows = valid.unique(subset="emis_number", keep="first", maintain_order=True)
+            patients = age_columns(add_geography(identity_tokens(
+                first_rows, self.key, first_name="calling_name", last_name="family_name")),
+                "date_of_birth", pl.lit(extract_date), "extract")
+            self._stage("stage_emis_patients", patients.select(
+                pl.lit(practice).alias("practice_code"), "emis_number", "row_number",
+                "nhs_number_token", "name_dob_token", "surname_dob_postcode_token", "postcode_token",
+                "lsoa21_code", "imd_decile", "gender", "extract_age", "extract_age_band"), first)
+            events = age_columns(valid.filter(pl.col("event_date").is_not_null()), "date_of_birth",
+                                 pl.col("event_date"), "event")
+            self._stage("stage_emis_events", events.select(
+                "emis_number", "row_number", "event_date", pl.col("code").alias("snomed_code"), "code_term",
+                "consultation_type", "appointment_status", "event_age", "event_age_band"), first)
+            first = False
+        if first:
+            raise FeedFileError("the export has a header but no patients; expected every registered patient")
+        current = self._one(
+            "select count(*), max(extract_date) from raw.emis_patients where practice_code = ?", [practice]
+        )
+        if current[1] is not None and current[1] > extract_date:
+            raise Superseded(f"an export of {current[1]} is already loaded for {practice}; this older one "
+                             "was checked and not used")
+        incoming = self._one("select count(distinct emis_number) from stage_emis_patients")[0]
+        if current[0] and incoming < current[0] * (1 - self.emis_max_drop_share) and not accept:
+            raise HeldFile(
+                f"held: this export lists {incoming} patients where the warehouse has {current[0]} for {practice} "
+                f"(a drop of more than {self.emis_max_drop_share:.0%}); it may be truncated. Nothing changed. "
+                f"If it is right, release it with: sprx ingest --accept {delivery.relative}"
+            )
+        self.connection.execute("delete from raw.emis_patients where practice_code = ?", [practice])
+        self.connection.execute("delete from raw.emis_events where practice_code = ?", [practice])
+        self.connection.execute(
+            """
+            insert into raw.emis_patients
+            select practice_code, emis_number, ?, ?, nhs_number_token, name_dob_token, surname_dob_postcode_token,
+                   postcode_token, lsoa21_code, imd_decile, gender, extract_age, extract_age_band
+            from stage_emis_patients
+            qualify row_number() over (partition by emis_number order by row_number) = 1
+            """,
+            [extract_date, file_id],
+        )
+        self.connection.execute(
+            """
+            insert into raw.emis_events
+            select ?, emis_number, ?, ?, row_number, event_date, snomed_code, code_term, consultation_type,
+                   appointment_status, event_age, event_age_band
+            from stage_emis_events
+            """,
+            [practice, extract_date, file_id],
+        )
+        result.rows_loaded = result.rows_received - result.rows_rejected
+        result.message = f"snapshot of {incoming} registered patients replaces the previous one"
+        return result
+
+    # --- SystmOne: deltas keyed by RowIdentifier -------------------------------------------
+
+    def _load_systmone(self, delivery, file_id, extract_date, practice, accept) -> FileResult:
+        result = FileResult(delivery.relative, "systmone", "loaded")
+        extract = systmone_source.read_systmone(delivery.path)
+        notes = list(extract.notices)
+        tables = {
+            "patient": ("raw.systmone_patients", validate_systmone_patient, self._systmone_patients),
+            "code": ("raw.systmone_codes", validate_systmone_code, self._systmone_events),
+            "appointment": ("raw.systmone_appointments", validate_systmone_appointment, self._systmone_events),
+        }
+        unknown_deletions = 0
+        for table, (target, validate, shape) in tables.items():
+            member = f"{delivery.relative}/{systmone_source.TABLES[table][0]}"
+            first = True
+            for chunk in self._chunks(extract.read(table), result):
+                column = "organisation_code"
+                self._check_practice(chunk.filter(pl.col("removed_data") != "1"), column, practice, "IDOrganisation")
+                validated = validate(chunk, extract_date=extract_date, practice_code=practice)
+                self._quarantine(validated, file_id, member, result)
+                self._stage("stage_systmone", shape(validated.valid, table, extract_date), first)
+                first = False
+            if first:
+                continue
+            columns = [row[0] for row in self.connection.execute(f"describe {target}").fetchall()]
+            self.connection.execute("create or replace temp table stage_systmone_latest as "
+                                    "select * from stage_systmone qualify row_number() over "
+                                    "(partition by row_identifier order by row_number desc) = 1")
+            unknown_deletions += self._one(
+                f"select count(*) from stage_systmone_latest s where s.is_removed and not exists "
+                f"(select 1 from {target} t where t.practice_code = ? and t.row_identifier = s.row_identifier)",
+                [practice],
+            )[0]
+            values = ", ".join(
+                "?" if name == "practice_code" else "?" if name in ("extract_date", "file_id") else name
+                for name in columns
+            )
+            parameters = [practice if name == "practice_code" else extract_date if name == "extract_date"
+                          else file_id for name in columns if name in ("practice_code", "extract_date", "file_id")]
+            updates = ", ".join(f"{name} = excluded.{name}" for name in columns
+                                if name not in ("practice_code", "row_identifier"))
+            self.connection.execute(
+                f"insert into {target} select {values} from stage_systmone_latest "
+                f"on conflict (practice_code, row_identifier) do update set {updates} "
+                f"where excluded.extract_date >= {target.split('.')[1]}.extract_date",
+                parameters,
+            )
+        if unknown_deletions:
+            notes.append(f"{unknown_deletions} deletion(s) of rows the warehouse has not seen; kept so that "
+                         "they stay deleted")
+        result.rows_loaded = result.rows_received - result.rows_rejected
+        result.message = "; ".join(notes) if notes else "delta applied"
+        return result
+
+    def _systmone_patients(self, valid: pl.DataFrame, table: str, extract_date: dt.date) -> pl.DataFrame:
+        frame = age_columns(add_geography(identity_tokens(valid, self.key, first_name="first_name",
+                                                          last_name="surname")),
+                            "date_of_birth", pl.lit(extract_date), "extract")
+        return frame.select(
+            "row_identifier", "row_number", _removed(frame).alias("is_removed"), "patient_id",
+            pl.col("organisation_code").alias("registered_practice_code"), "nhs_number_token", "name_dob_token",
+            "surname_dob_postcode_token", "postcode_token", "lsoa21_code", "imd_decile", "gender", "extract_age",
+            "extract_age_band",
+        )
+
+    @staticmethod
+    def _systmone_events(valid: pl.DataFrame, table: str, extract_date: dt.date) -> pl.DataFrame:
+        if table == "code":
+            return valid.select("row_identifier", "row_number", _removed(valid).alias("is_removed"), "patient_id",
+                                "event_date", "snomed_code", "ctv3_code", "ctv3_text", "organisation_code")
+        return valid.select(
+            "row_identifier", "row_number", _removed(valid).alias("is_removed"), "patient_id",
+            london_to_utc("appointment_start").alias("appointment_start_at"), "status", "clinician_type",
+            "organisation_code",
+        )
+
+    # --- ambulance: weekly files overlapping by 28 days ------------------------------------
+
+    def _load_ambulance(self, delivery, file_id, extract_date, trust, accept) -> FileResult:
+        result = FileResult(delivery.relative, "ambulance", "loaded")
+        first = True
+        for chunk in self._chunks(ambulance_source.read_ambulance(delivery.path), result):
+            validated = validate_ambulance_incident(chunk, extract_date=extract_date)
+            self._quarantine(validated, file_id, delivery.relative, result)
+            valid = validated.valid.with_columns(london_to_utc("call_received").alias("call_received_at"))
+            frame = age_columns(add_geography(identity_tokens(valid, self.key)), "date_of_birth",
+                                pl.col("call_received"), "call")
+            self._stage("stage_ambulance", frame.select(
+                "incident_id", "row_number", "call_received_at", "nhs_number_token", "name_dob_token",
+                "surname_dob_postcode_token", "postcode_token", "lsoa21_code", "imd_decile", "sex", "call_age",
+                "call_age_band", "arp_category", "call_outcome", "conveyed_to",
+                (pl.col("communal_address") == "Y").alias("is_communal_address"),
+                (pl.col("frequent_caller_flag") == "Y").alias("trust_frequent_caller_flag")), first)
+            first = False
+        if not first:
+            self.connection.execute(
+                """
+                insert into raw.ambulance_incidents
+                select ?, incident_id, ?, ?, call_received_at, nhs_number_token, name_dob_token,
+                       surname_dob_postcode_token, postcode_token, lsoa21_code, imd_decile, sex, call_age,
+                       call_age_band, arp_category, call_outcome, conveyed_to, is_communal_address,
+                       trust_frequent_caller_flag
+                from stage_ambulance
+                qualify row_number() over (partition by incident_id order by row_number desc) = 1
+                on conflict (trust_code, incident_id) do update set
+                    extract_date = excluded.extract_date, file_id = excluded.file_id,
+                    call_received_at = excluded.call_received_at, nhs_number_token = excluded.nhs_number_token,
+                    name_dob_token = excluded.name_dob_token,
+                    surname_dob_postcode_token = excluded.surname_dob_postcode_token,
+                    postcode_token = excluded.postcode_token, lsoa21_code = excluded.lsoa21_code,
+                    imd_decile = excluded.imd_decile, sex = excluded.sex, call_age = excluded.call_age,
+                    call_age_band = excluded.call_age_band, arp_category = excluded.arp_category,
+                    call_outcome = excluded.call_outcome, conveyed_to = excluded.conveyed_to,
+                    is_communal_address = excluded.is_communal_address,
+                    trust_frequent_caller_flag = excluded.trust_frequent_caller_flag
+                where excluded.extract_date >= ambulance_incidents.extract_date
+                """,
+                [trust, extract_date, file_id],
+            )
+        result.rows_loaded = result.rows_received - result.rows_rejected
+        result.message = "incidents added or replaced by this later version"
+        return result
+
+    # --- VCSE: attendance sheets --------------------------------------------------------------
+
+    def _load_vcse(self, delivery, file_id, received_date, service, accept) -> FileResult:
+        result = FileResult(delivery.relative, "vcse", "loaded")
+        sheet = vcse_source.read_vcse(delivery.path)
+        first = True
+        for chunk in self._chunks(iter(sheet), result):
+            validated = validate_vcse_attendance(chunk, extract_date=received_date)
+            valid = validated.valid
+            frame = age_columns(add_geography(identity_tokens(valid, self.key, first_name="first_name",
+                                                              last_name="last_name")),
+                                "date_of_birth", pl.col("session_date"), "session")
+            frame = frame.with_columns(
+                _keyed(frame, self.key, "vcse_activity", ["activity"], normalise=True).alias("activity_key"),
+                _keyed(frame, self.key, "vcse_attendee",
+                       ["nhs_number", "first_name", "last_name", "date_of_birth", "postcode"],
+                       normalise=True, prefix=service).alias("attendee_key"),
+            )
+            self._stage("stage_vcse", frame.select(
+                "row_number", "session_date", "activity_key", "attendee_key", "activity", "attended", "is_linkable",
+                "linkage_basis", "nhs_number_token", "name_dob_token", "surname_dob_postcode_token", "postcode_token",
+                "lsoa21_code", "imd_decile", "session_age", "session_age_band",
+                pl.col("wellbeing_score").cast(pl.Int8)), first)
+            self._quarantine(validated, file_id, delivery.relative, result)
+            first = False
+        notes = list(sheet.notices)
+        if sheet.stated_total is not None:
+            notes.append(f"totals row (row {sheet.totals_row_number}) says {sheet.stated_total}; not counted as "
+                         "attendance")
+        if not first:
+            repeats = self.connection.sql(
+                """
+                select row_number, first_value(row_number) over (
+                    partition by session_date, activity_key, attendee_key order by row_number) as first_row
+                from stage_vcse qualify first_row <> row_number
+                """
+            ).pl()
+            if repeats.height:
+                self._quarantine(Validated(valid=pl.DataFrame(), rejected=repeats.select(
+                    "row_number", pl.lit("row").alias("field"),
+                    pl.format("the same person, session and activity are already on row {}; remove the repeat",
+                              "first_row").alias("reason"),
+                    pl.lit(None, dtype=pl.String).alias("value"))), file_id, delivery.relative, result)
+            self.connection.execute(
+                """
+                insert into raw.vcse_attendances
+                select ?, session_date, activity_key, attendee_key, ?, ?, row_number, activity, attended,
+                       is_linkable, linkage_basis, nhs_number_token, name_dob_token, surname_dob_postcode_token,
+                       postcode_token, lsoa21_code, imd_decile, session_age, session_age_band, wellbeing_score
+                from stage_vcse
+                qualify row_number() over (partition by session_date, activity_key, attendee_key
+                                           order by row_number) = 1
+                on conflict (service_id, session_date, activity_key, attendee_key) do update set
+                    received_at = excluded.received_at, file_id = excluded.file_id,
+                    row_number = excluded.row_number, activity = excluded.activity, attended = excluded.attended,
+                    is_linkable = excluded.is_linkable, linkage_basis = excluded.linkage_basis,
+                    nhs_number_token = excluded.nhs_number_token, name_dob_token = excluded.name_dob_token,
+                    surname_dob_postcode_token = excluded.surname_dob_postcode_token,
+                    postcode_token = excluded.postcode_token, lsoa21_code = excluded.lsoa21_code,
+                    imd_decile = excluded.imd_decile, session_age = excluded.session_age,
+                    session_age_band = excluded.session_age_band, wellbeing_score = excluded.wellbeing_score
+                where excluded.received_at >= vcse_attendances.received_at
+                """,
+                [service, delivery.received_at, file_id],
+            )
+        result.rows_loaded = result.rows_received - result.rows_rejected
+        unlinkable = self._one(
+            "select count(*) from raw.vcse_attendances where file_id = ? and not is_linkable", [file_id]
+        )[0] if not first else 0
+        if unlinkable:
+            notes.append(f"{unlinkable} row(s) cannot be linked to a person (no NHS number, and not enough of "
+                         "name, date of birth and postcode); loaded and flagged")
+        result.message = "; ".join(notes) if notes else "attendances loaded"
+        return result
+
+
+def _removed(frame: pl.DataFrame) -> pl.Expr:
+    column = pl.col("removed_data")
+    if frame.schema.get("removed_data") == pl.Boolean:
+        return column
+    return column.cast(pl.String) == "1"
+
+
+def _keyed(frame: pl.DataFrame, key: bytes, purpose: str, columns: list[str], *, normalise: bool,
+           prefix: str = "") -> pl.Series:
+    """A keyed digest of several columns (normalised), one per row; '' parts for missing values."""
+    parts = []
+    for column in columns:
+        values = frame.get_column(column).cast(pl.String).fill_null("")
+        if normalise:
+            distinct = values.unique().to_list()
+            mapping = {value: normalise_name(value) for value in distinct}
+            values = values.replace_strict(mapping, return_dtype=pl.String)
+        parts.append(values)
+    joined = pl.DataFrame(parts).select(pl.concat_str(pl.all(), separator="|")).to_series() if parts else None
+    distinct = joined.unique().to_list()
+    digests = {value: hmac.digest(key, f"{purpose}\x1f{prefix}|{value}".encode(), "sha256").hex()
+               for value in distinct}
+    return joined.replace_strict(digests, return_dtype=pl.String)

@@ -1,0 +1,155 @@
+"""Load semantics that keep the warehouse true: any order, twice, or killed half-way, the result is the same."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.ingest import SOURCE_FOLDERS, _delivery, _deliveries_in, _order
+from flows.load import Loader
+from flows.warehouse import RAW_TABLES, connect
+from sprx.settings import SAMPLE_FEEDS_DIR
+
+KEY = b"order-test-key-0123456789abcdef0123"
+# A slice of the sample feeds with every kind of version decision in it.
+SLICE = (
+    "gp/emis/emis_P91004_*",  # two full-refresh snapshots of one practice
+    "gp/systmone/systmone_P91006_*",  # deltas with updates, deletions, folders and zips
+    "ambulance/ambulance_RX7_2025*",  # overlapping weeks with revised outcomes
+    "vcse/trafford-walking-for-health/*",  # monthly sheets and a corrected re-upload
+)
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("landing")
+    for pattern in SLICE:
+        for path in SAMPLE_FEEDS_DIR.glob(pattern):
+            target = root / path.relative_to(SAMPLE_FEEDS_DIR)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                shutil.copytree(path, target)
+            else:
+                shutil.copy2(path, target)
+    return root
+
+
+def deliveries(landing: Path):
+    found = []
+    for source in SOURCE_FOLDERS:
+        found.extend(_delivery(landing, path, source) for path in _deliveries_in(landing, source))
+    return found
+
+
+def load_all(warehouse: Path, order: list) -> None:
+    connection = connect(warehouse)
+    try:
+        loader = Loader(connection, KEY)
+        for delivery in order:
+            if not loader.already_loaded(delivery):
+                loader.load(delivery)
+    finally:
+        connection.close()
+
+
+def raw_state(warehouse: Path) -> dict[str, list[tuple]]:
+    """Raw rows without load bookkeeping (file ids, row numbers, times received), sorted."""
+    state = {}
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        for table in RAW_TABLES:
+            columns = [c[0] for c in connection.execute(f"describe {table}").fetchall()
+                       if c[0] not in ("file_id", "received_at", "row_number")]
+            rows = connection.execute(f"select {', '.join(columns)} from {table}").fetchall()
+            state[table] = sorted(rows, key=repr)
+    return state
+
+
+def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Path) -> None:
+    files = deliveries(landing)
+    assert len(files) > 40
+    in_order = sorted(files, key=_order)
+    load_all(tmp_path / "ordered.duckdb", in_order)
+    expected = raw_state(tmp_path / "ordered.duckdb")
+    assert all(expected[table] for table in RAW_TABLES if table != "raw.emis_events") and expected["raw.emis_events"]
+    # newest first: older snapshots, versions and deletions must not win
+    load_all(tmp_path / "reversed.duckdb", list(reversed(in_order)))
+    assert raw_state(tmp_path / "reversed.duckdb") == expected
+    # a shuffle, then everything again in another shuffle (the second pass changes nothing)
+    shuffled = in_order[:]
+    random.Random(7).shuffle(shuffled)
+    load_all(tmp_path / "shuffled.duckdb", shuffled)
+    random.Random(8).shuffle(shuffled)
+    load_all(tmp_path / "shuffled.duckdb", shuffled)
+    assert raw_state(tmp_path / "shuffled.duckdb") == expected
+
+
+def test_an_older_emis_export_after_a_newer_one_is_superseded(landing: Path, tmp_path: Path) -> None:
+    emis = sorted((d for d in deliveries(landing) if d.source == "emis"), key=_order)
+    connection = connect(tmp_path / "w.duckdb")
+    try:
+        loader = Loader(connection, KEY)
+        assert loader.load(emis[-1]).status == "loaded"
+        older = loader.load(emis[0])
+        assert older.status == "superseded" and "already loaded" in older.message
+        assert older.rows_received == older.rows_loaded + older.rows_rejected
+        snapshot = connection.execute("select distinct extract_date from raw.emis_patients").fetchall()
+        assert snapshot == [(dt.date(2026, 10, 31),)]
+    finally:
+        connection.close()
+
+
+KILLER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from flows.ingest import _delivery
+    from flows.load import Loader
+    from flows.warehouse import connect
+
+    original = Loader._stage
+    def stage_then_signal(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        print("staging", flush=True)  # the transaction is open and rows are going in
+        import time; time.sleep(30)
+    Loader._stage = stage_then_signal
+    landing, warehouse = Path(sys.argv[1]), Path(sys.argv[2])
+    connection = connect(warehouse)
+    Loader(connection, b"k" * 32).load(_delivery(landing, landing / sys.argv[3], "emis"))
+""")
+
+
+def test_killing_the_process_mid_load_leaves_nothing_and_the_next_run_completes(landing: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "killed.duckdb"
+    connect(warehouse).close()
+    relative = sorted(p.relative_to(landing).as_posix() for p in (landing / "gp/emis").iterdir())[-1]
+    environment = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
+    process = subprocess.Popen([sys.executable, "-c", KILLER, str(landing), str(warehouse), relative],
+                               stdout=subprocess.PIPE, text=True, env=environment)
+    try:
+        assert process.stdout.readline().strip() == "staging"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        for table in ("audit.file_loads", "audit.rejected_rows", *RAW_TABLES):
+            assert connection.execute(f"select count(*) from {table}").fetchone()[0] == 0, table
+    connection = connect(warehouse)
+    try:
+        loader = Loader(connection, b"k" * 32)
+        delivery = _delivery(landing, landing / relative, "emis")
+        assert not loader.already_loaded(delivery)
+        result = loader.load(delivery)
+        assert result.status == "loaded" and result.rows_loaded > 1000
+    finally:
+        connection.close()
