@@ -12,9 +12,9 @@ import duckdb
 import pytest
 
 from flows.ingest import ingest
-from flows.warehouse import RAW_TABLES
 from sprx.cli import main
 from sprx.settings import SAMPLE_FEEDS_DIR
+from tests.helpers import raw_state
 from sprx.synthetic.identity import FEMALE_NAMES, MALE_NAMES, SURNAMES
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
@@ -39,18 +39,6 @@ def file_loads(home: Path) -> dict[str, dict]:
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as connection:
         frame = connection.sql("select * from audit.file_loads").pl()
     return {row["path"]: row for row in frame.iter_rows(named=True)}
-
-
-def raw_state(home: Path) -> dict[str, list[tuple]]:
-    """Every raw table's rows without load bookkeeping (file ids, times, row numbers), sorted."""
-    state = {}
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as connection:
-        for table in RAW_TABLES:
-            columns = [c[0] for c in connection.execute(f"describe {table}").fetchall()
-                       if c[0] not in ("file_id", "received_at", "row_number")]
-            state[table] = sorted(connection.execute(f"select {', '.join(columns)} from {table}").fetchall(),
-                                  key=repr)
-    return state
 
 
 # --- the hand-made examples -----------------------------------------------------------------
@@ -155,10 +143,10 @@ def test_sample_accounting_holds_for_every_file(sample_home: Path) -> None:
 
 
 def test_rerunning_changes_nothing(sample_home: Path) -> None:
-    before = raw_state(sample_home), len(file_loads(sample_home))
+    before = raw_state(sample_home / "warehouse.duckdb"), len(file_loads(sample_home))
     summary = ingest()
     assert summary.files == []
-    assert (raw_state(sample_home), len(file_loads(sample_home))) == before
+    assert (raw_state(sample_home / "warehouse.duckdb"), len(file_loads(sample_home))) == before
 
 
 def test_no_identifier_in_clear_anywhere_in_the_warehouse(sample_home: Path) -> None:

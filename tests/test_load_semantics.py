@@ -19,6 +19,7 @@ from flows.ingest import SOURCE_FOLDERS, _delivery, _deliveries_in, _order
 from flows.load import Loader
 from flows.warehouse import RAW_TABLES, connect
 from sprx.settings import SAMPLE_FEEDS_DIR
+from tests.helpers import raw_state
 
 KEY = b"order-test-key-0123456789abcdef0123"
 # A slice of the sample feeds with every kind of version decision in it.
@@ -60,18 +61,6 @@ def load_all(warehouse: Path, order: list) -> None:
                 loader.load(delivery)
     finally:
         connection.close()
-
-
-def raw_state(warehouse: Path) -> dict[str, list[tuple]]:
-    """Raw rows without load bookkeeping (file ids, row numbers, times received), sorted."""
-    state = {}
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
-        for table in RAW_TABLES:
-            columns = [c[0] for c in connection.execute(f"describe {table}").fetchall()
-                       if c[0] not in ("file_id", "received_at", "row_number")]
-            rows = connection.execute(f"select {', '.join(columns)} from {table}").fetchall()
-            state[table] = sorted(rows, key=repr)
-    return state
 
 
 def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Path) -> None:

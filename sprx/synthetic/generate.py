@@ -20,7 +20,7 @@ from sprx.synthetic.identity import TEST_RANGE_SIZE, NhsNumbers
 from sprx.synthetic.params import AGE_BANDS, CONSULTATION_BANDS, Parameters
 from sprx.synthetic.places import Practice, load_places
 from sprx.synthetic.vcse_services import SERVICES
-from sprx.synthetic.world import CODE_DECLINED, CODE_REFERRAL, FAULT_NONE, Block, Grid, simulate_block
+from sprx.synthetic.world import CODE_DECLINED, CODE_REFERRAL, FAULT_NONE, OUTCOME_WINDOWS, Block, Grid, simulate_block
 from sprx.synthetic.writers import AmbulanceWriter, EmisWriter, Fault, SystmOneWriter, VcseWriter, months_before
 
 # People simulated together; bounds memory (about 60 MB per person-day array at three years).
@@ -269,7 +269,7 @@ class TruthCounter:
         self.counts["frequent_caller_communal_addresses"] = len(communal)
         effects = {}
         for outcome, prefix in (("gp_consultations", "gp_"), ("calls_999", "calls_")):
-            for window in (90, 180, 365):
+            for window in OUTCOME_WINDOWS:
                 referrals = self.effects.get(f"{prefix}n_{window}", 0.0)
                 fall = self.effects.get(f"{prefix}fall_{window}", 0.0)
                 effects[f"{outcome}_{window}d"] = {
@@ -279,7 +279,7 @@ class TruthCounter:
             effects[f"{outcome}_relative_effect_among_engaged"] = -(
                 self.params.effect_gp if prefix == "gp_" else self.params.effect_999)
         naive = {}
-        for window in (90, 180, 365):
+        for window in OUTCOME_WINDOWS:
             referrals = self.effects.get(f"naive_n_{window}", 0.0)
             change = self.effects.get(f"naive_change_{window}", 0.0)
             naive[f"gp_consultations_{window}d"] = {

@@ -314,6 +314,19 @@ def simulate_block(
     return block
 
 
+OUTCOME_WINDOWS = (90, 180, 365)  # days before and after the referral date
+
+
+def _complete_windows(grid: Grid, referral_day: np.ndarray, registered: np.ndarray):
+    """(person, referral day, window) for every referral whose window lies inside the data and
+    who was registered from a year before it to the window's end (follow-up complete)."""
+    for person in np.nonzero(referral_day >= 0)[0]:
+        day = int(referral_day[person])
+        for window in OUTCOME_WINDOWS:
+            if day - 365 >= 0 and day + window <= grid.days and registered[person, day - 365:day + window].all():
+                yield person, day, window
+
+
 def _expected_effects(
     grid: Grid,
     params: Parameters,
@@ -328,34 +341,24 @@ def _expected_effects(
     """Sum, over referrals with complete windows, of the expected fall caused by engagement."""
     effect = params.effect_gp if effect is None else effect
     sums: dict[str, float] = {}
-    for person in np.nonzero(referral_day >= 0)[0]:
-        day = int(referral_day[person])
+    for person, day, window in _complete_windows(grid, referral_day, registered):
         first = int(first_attendance_day[person])
-        for window in (90, 180, 365):
-            if day + window > grid.days or day - 365 < 0:
-                continue
-            if not registered[person, day - 365:day + window].all():
-                continue
-            sums[f"{prefix}n_{window}"] = sums.get(f"{prefix}n_{window}", 0.0) + 1
-            fall = 0.0
-            if first >= 0 and first < day + window:
-                fall = effect * float(expected_rate[person, first:day + window].sum())
-            sums[f"{prefix}fall_{window}"] = sums.get(f"{prefix}fall_{window}", 0.0) + fall
+        sums[f"{prefix}n_{window}"] = sums.get(f"{prefix}n_{window}", 0.0) + 1
+        fall = 0.0
+        if 0 <= first < day + window:
+            fall = effect * float(expected_rate[person, first:day + window].sum())
+        sums[f"{prefix}fall_{window}"] = sums.get(f"{prefix}fall_{window}", 0.0) + fall
     return sums
 
 
 def _naive_change(grid: Grid, referral_day: np.ndarray, registered: np.ndarray, finished: np.ndarray) -> dict[str, float]:
     """Sum of (after - before) finished consultations for referrals with complete windows."""
     sums: dict[str, float] = {}
-    for person in np.nonzero(referral_day >= 0)[0]:
-        day = int(referral_day[person])
-        for window in (90, 180, 365):
-            if day + window > grid.days or day - window < 0 or not registered[person, day - 365:day + window].all():
-                continue
-            before = int(finished[person, day - window:day].sum())
-            after = int(finished[person, day:day + window].sum())
-            sums[f"naive_n_{window}"] = sums.get(f"naive_n_{window}", 0.0) + 1
-            sums[f"naive_change_{window}"] = sums.get(f"naive_change_{window}", 0.0) + (after - before)
+    for person, day, window in _complete_windows(grid, referral_day, registered):
+        before = int(finished[person, day - window:day].sum())
+        after = int(finished[person, day:day + window].sum())
+        sums[f"naive_n_{window}"] = sums.get(f"naive_n_{window}", 0.0) + 1
+        sums[f"naive_change_{window}"] = sums.get(f"naive_change_{window}", 0.0) + (after - before)
     return sums
 
 

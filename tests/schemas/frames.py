@@ -76,3 +76,15 @@ def reasons(result: Validated, row_number: int) -> dict[str, str]:
     """The rejection reasons of one row, by field."""
     rows = result.rejected.filter(pl.col(ROW_NUMBER) == row_number)
     return dict(zip(rows["field"].to_list(), rows["reason"].to_list(), strict=True))
+
+
+def assert_single_row_outcome(frame: pl.DataFrame, result: Validated, field: str | None, reason: str | None) -> None:
+    """A one-row frame (spreadsheet row 2) is valid when `field` is None, else rejected on that field alone."""
+    assert_partition(frame, result)
+    if field is None:
+        assert result.rejected.height == 0, result.rejected.to_dicts()
+        assert result.valid.height == 1
+    else:
+        found = reasons(result, 2)
+        assert list(found) == [field]
+        assert reason in found[field]

@@ -9,7 +9,14 @@ import pytest
 
 from flows.sources import ambulance
 from schemas.ambulance import AmbulanceIncident, validate_ambulance_incident
-from tests.schemas.frames import FIXTURES, assert_partition, reader_frame, reasons, typed_schema, with_value
+from tests.schemas.frames import (
+    FIXTURES,
+    assert_partition,
+    assert_single_row_outcome,
+    reader_frame,
+    typed_schema,
+    with_value,
+)
 
 EXTRACT = date(2026, 11, 16)
 BASE: dict[str, str | None] = {
@@ -106,14 +113,7 @@ CASES = [
 def test_rule(changes: dict[str, str | None], field: str | None, reason: str | None) -> None:
     frame = reader_frame(ambulance.SCHEMA, [with_value(BASE, **changes)])
     result = validate_ambulance_incident(frame, extract_date=EXTRACT)
-    assert_partition(frame, result)
-    if field is None:
-        assert result.rejected.height == 0, result.rejected.to_dicts()
-        assert result.valid.height == 1
-    else:
-        found = reasons(result, 2)
-        assert list(found) == [field]
-        assert reason in found[field]
+    assert_single_row_outcome(frame, result, field, reason)
 
 
 def test_chief_complaint_never_echoed() -> None:

@@ -9,7 +9,14 @@ import pytest
 
 from flows.sources import emis
 from schemas.emis import EmisRow, validate_emis
-from tests.schemas.frames import FIXTURES, assert_partition, reader_frame, reasons, typed_schema, with_value
+from tests.schemas.frames import (
+    FIXTURES,
+    assert_partition,
+    assert_single_row_outcome,
+    reader_frame,
+    typed_schema,
+    with_value,
+)
 
 EXTRACT = date(2026, 11, 20)
 PRACTICE = "P91004"
@@ -148,14 +155,7 @@ CASES = [
 def test_rule(changes: dict[str, str | None], field: str | None, reason: str | None) -> None:
     frame = reader_frame(emis.SCHEMA, [with_value(BASE, **changes)])
     result = validate_emis(frame, extract_date=EXTRACT, practice_code=PRACTICE)
-    assert_partition(frame, result)
-    if field is None:
-        assert result.rejected.height == 0, result.rejected.to_dicts()
-        assert result.valid.height == 1
-    else:
-        found = reasons(result, 2)
-        assert list(found) == [field]
-        assert reason in found[field]
+    assert_single_row_outcome(frame, result, field, reason)
 
 
 def test_reason_names_the_heading_and_expectation() -> None:

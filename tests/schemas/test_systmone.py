@@ -18,7 +18,14 @@ from schemas.systmone import (
     validate_systmone_code,
     validate_systmone_patient,
 )
-from tests.schemas.frames import FIXTURES, assert_partition, reader_frame, reasons, typed_schema, with_value
+from tests.schemas.frames import (
+    FIXTURES,
+    assert_partition,
+    assert_single_row_outcome,
+    reader_frame,
+    typed_schema,
+    with_value,
+)
 
 EXTRACT = date(2026, 11, 20)
 PRACTICE = "P91006"
@@ -191,14 +198,7 @@ CASES = [
 def test_rule(table: str, changes: dict[str, str | None], field: str | None, reason: str | None) -> None:
     frame = reader_frame(systmone.SCHEMAS[table], [with_value(BASE[table], **changes)])
     result = VALIDATORS[table](frame, extract_date=EXTRACT, practice_code=PRACTICE)
-    assert_partition(frame, result)
-    if field is None:
-        assert result.rejected.height == 0, result.rejected.to_dicts()
-        assert result.valid.height == 1
-    else:
-        found = reasons(result, 2)
-        assert list(found) == [field]
-        assert reason in found[field]
+    assert_single_row_outcome(frame, result, field, reason)
 
 
 def test_typed_columns() -> None:

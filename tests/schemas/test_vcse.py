@@ -9,7 +9,14 @@ import pytest
 
 from flows.sources import vcse
 from schemas.vcse import VcseAttendance, validate_vcse_attendance
-from tests.schemas.frames import FIXTURES, assert_partition, reader_frame, reasons, typed_schema, with_value
+from tests.schemas.frames import (
+    FIXTURES,
+    assert_partition,
+    assert_single_row_outcome,
+    reader_frame,
+    typed_schema,
+    with_value,
+)
 
 EXTRACT = date(2026, 7, 1)
 BASE: dict[str, str | None] = {
@@ -88,14 +95,7 @@ CASES = [
 def test_rule(changes: dict[str, str | None], field: str | None, reason: str | None) -> None:
     frame = reader_frame(vcse.SCHEMA, [with_value(BASE, **changes)])
     result = validate_vcse_attendance(frame, extract_date=EXTRACT)
-    assert_partition(frame, result)
-    if field is None:
-        assert result.rejected.height == 0, result.rejected.to_dicts()
-        assert result.valid.height == 1
-    else:
-        found = reasons(result, 2)
-        assert list(found) == [field]
-        assert reason in found[field]
+    assert_single_row_outcome(frame, result, field, reason)
 
 
 # (identifiers given, expected linkage_basis) for a row otherwise without identifiers
