@@ -120,7 +120,7 @@ def summarise_sample(folder: Path, truth: dict, seconds: float | None = None) ->
     """A short plain-text summary of a generated feed folder and its truth."""
     files: dict[str, int] = {}
     for path in folder.rglob("*"):
-        if path.is_file() and path.name != "truth.json":
+        if path.is_file() and path.name not in ("truth.json", "README.md"):
             relative = path.relative_to(folder).parts
             family = "/".join(relative[:2]) if relative[0] == "gp" else relative[0]
             files[family] = files.get(family, 0) + 1

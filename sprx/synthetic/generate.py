@@ -228,12 +228,14 @@ class TruthCounter:
         kept = delivered & ~untraced & has_number & (calls["fault"] == FAULT_NONE)
         self.counts["ambulance_incidents_traced"] += int(kept.sum())
         months: dict[int, dict[int, int]] = {}
+        last_call: dict[tuple[int, int], dt.date] = {}  # (person, month) -> date of the month's last call
         for c in np.nonzero(kept)[0]:
             date = self.grid.date(int(calls["day"][c]))
             month = date.year * 12 + date.month - 1
             person = int(calls["person"][c])
             months.setdefault(person, {})
             months[person][month] = months[person].get(month, 0) + 1
+            last_call[(person, month)] = max(last_call.get((person, month), date), date)
         for c in np.nonzero(delivered & (calls["fault"] == FAULT_NONE) & calls["communal"])[0]:
             date = self.grid.date(int(calls["day"][c]))
             key = (block.postcode[int(calls["person"][c])], date.year, date.month)
@@ -242,13 +244,11 @@ class TruthCounter:
         for person, by_month in months.items():
             flagged = []
             dob = block.dob[person].item()
-            for month in range(min(by_month), max(by_month) + 6):
+            for month in sorted(by_month):  # a person is flagged in a month in which they called
                 year, month0 = divmod(month, 12)
-                month_end = dt.date(year + (month0 == 11), (month0 + 1) % 12 + 1, 1) - dt.timedelta(days=1)
-                age = month_end.year - dob.year - ((month_end.month, month_end.day) < (dob.month, dob.day))
+                at = last_call[(person, month)]  # age at the month's last call: the warehouse keeps ages at calls
+                age = at.year - dob.year - ((at.month, at.day) < (dob.month, dob.day))
                 window = lambda size: sum(by_month.get(m, 0) for m in range(month - size + 1, month + 1))  # noqa: E731
-                if by_month.get(month, 0) == 0:
-                    continue  # a person is flagged in a month in which they called
                 if age < 18:
                     hit = window(6) >= rules["under_18_calls_in_6_calendar_months"]
                 else:
@@ -310,7 +310,8 @@ class TruthCounter:
                 "sustained": f"{SUSTAINED_SESSIONS}+ attended sessions in the {SUSTAINED_WINDOW_DAYS} days "
                              f"from the first attendance",
                 "frequent_caller": "a traced person flagged in a calendar month (UK local date) in which they "
-                                   "called, by the national definition",
+                                   "called, by the national definition; adult or under 18 by age at their last "
+                                   "call in that month",
                 "frequent_caller_rules": FREQUENT_CALLER_RULES,
                 "consultation_bands": [label for _, label in CONSULTATION_BANDS],
                 "age_bands": [label for _, label in AGE_BANDS],
