@@ -178,11 +178,11 @@ class Loader:
     # --- shared steps ----------------------------------------------------------------------
 
     def _stage(self, table: str, frame: pl.DataFrame, first: bool) -> None:
+        """Put a chunk's rows in a temporary table of this transaction (the first chunk creates it)."""
         self.connection.register("batch", frame.to_arrow())
         try:
-            verb = "create or replace temp table" if first else "insert into"
             if first:
-                self.connection.execute(f"{verb} {table} as select * from batch")
+                self.connection.execute(f"create or replace temp table {table} as select * from batch")
             else:
                 self.connection.execute(f"insert into {table} by name select * from batch")
         finally:
@@ -302,8 +302,8 @@ class Loader:
             member = f"{delivery.relative}/{systmone_source.TABLES[table][0]}"
             first = True
             for chunk in self._chunks(extract.read(table), result):
-                column = "organisation_code"
-                self._check_practice(chunk.filter(pl.col("removed_data") != "1"), column, practice, "IDOrganisation")
+                self._check_practice(chunk.filter(pl.col("removed_data") != "1"), "organisation_code", practice,
+                                     "IDOrganisation")
                 validated = validate(chunk, extract_date=extract_date, practice_code=practice)
                 self._quarantine(validated, file_id, member, result)
                 self._stage("stage_systmone", shape(validated.valid, table, extract_date), first)
@@ -319,12 +319,9 @@ class Loader:
                 f"(select 1 from {target} t where t.practice_code = ? and t.row_identifier = s.row_identifier)",
                 [practice],
             )[0]
-            values = ", ".join(
-                "?" if name == "practice_code" else "?" if name in ("extract_date", "file_id") else name
-                for name in columns
-            )
-            parameters = [practice if name == "practice_code" else extract_date if name == "extract_date"
-                          else file_id for name in columns if name in ("practice_code", "extract_date", "file_id")]
+            bookkeeping = {"practice_code": practice, "extract_date": extract_date, "file_id": file_id}
+            values = ", ".join("?" if name in bookkeeping else name for name in columns)
+            parameters = [bookkeeping[name] for name in columns if name in bookkeeping]
             updates = ", ".join(f"{name} = excluded.{name}" for name in columns
                                 if name not in ("practice_code", "row_identifier"))
             self.connection.execute(
