@@ -13,6 +13,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"
+SAMPLE_KEY = "sample-key-0123456789abcdef0123456789"
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +32,36 @@ def sprx_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SPRX_HOME", str(home))
     monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", TEST_KEY)
     return home
+
+
+@pytest.fixture(scope="session")
+def sample_home(tmp_path_factory, prefect_harness):
+    """The committed sample feeds, landed and ingested once per test session (read-mostly: tests
+    that only add to it, such as a rerun or a dbt build, may share it; use `in_sample_home` to
+    point SPRX_HOME at it)."""
+    import shutil
+
+    from flows.ingest import ingest
+    from sprx.settings import SAMPLE_FEEDS_DIR
+
+    home = tmp_path_factory.mktemp("sample") / "home"
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("SPRX_HOME", str(home))
+    monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", SAMPLE_KEY)
+    for child in SAMPLE_FEEDS_DIR.iterdir():
+        if child.is_dir():
+            shutil.copytree(child, home / "landing" / child.name)
+    try:
+        ingest()
+    finally:
+        monkeypatch.undo()
+    return home
+
+
+
+@pytest.fixture
+def in_sample_home(sample_home, monkeypatch):
+    """Point SPRX_HOME (and the key) at the shared sample warehouse for one test."""
+    monkeypatch.setenv("SPRX_HOME", str(sample_home))
+    monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", SAMPLE_KEY)
+    return sample_home

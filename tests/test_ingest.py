@@ -107,19 +107,6 @@ def test_a_missing_key_stops_the_run_with_a_clear_message(sprx_home: Path, monke
 # --- the sample feeds -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sample_home(tmp_path_factory, prefect_harness) -> Path:
-    """The committed sample feeds, ingested once for the tests below."""
-    home = tmp_path_factory.mktemp("sample") / "home"
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("SPRX_HOME", str(home))
-    monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", "sample-key-0123456789abcdef0123456789")
-    land(SAMPLE_FEEDS_DIR, home)
-    ingest()
-    yield home
-    monkeypatch.undo()
-
-
 def test_sample_ingest_rejects_exactly_the_injected_faults(sample_home: Path) -> None:
     truth = json.loads((SAMPLE_FEEDS_DIR / "truth.json").read_text(encoding="utf-8"))
     injected = {(f["file"], f["row_number"], f["field"]) for f in truth["injected_faults"]["rows"]}
@@ -142,7 +129,8 @@ def test_sample_accounting_holds_for_every_file(sample_home: Path) -> None:
     assert {p: r["rows_rejected"] for p, r in loads.items() if r["rows_rejected"]} == rejected_per_file
 
 
-def test_rerunning_changes_nothing(sample_home: Path) -> None:
+def test_rerunning_changes_nothing(in_sample_home: Path) -> None:
+    sample_home = in_sample_home
     before = raw_state(sample_home / "warehouse.duckdb"), len(file_loads(sample_home))
     summary = ingest()
     assert summary.files == []
