@@ -146,11 +146,12 @@ def summarise_sample(folder: Path, truth: dict, seconds: float | None = None) ->
 def _demo_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="land the committed sample feeds, ingest them and summarise",
+        help="land the committed sample feeds, ingest them, build the warehouse and summarise",
         description=(
             "Run on the embedded default: copy sample_feeds/ into the landing folder of $SPRX_HOME "
-            "(default ./data), ingest it, and print what arrived, what loaded and what the warehouse "
-            "should find. Without SPRX_PSEUDONYMISATION_KEY the demo creates a local key and says so."
+            "(default ./data), ingest it, build the warehouse with dbt (every test run), and print what "
+            "arrived, what loaded and what the warehouse should find. Without SPRX_PSEUDONYMISATION_KEY "
+            "the demo creates a local key and says so."
         ),
     )
     parser.set_defaults(handler=cmd_demo)
@@ -184,7 +185,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     demo_settings = ensure_demo_key(settings)
     if demo_settings.pseudonymisation_key != settings.pseudonymisation_key:
         os.environ["SPRX_PSEUDONYMISATION_KEY"] = demo_settings.pseudonymisation_key or ""
-    return run_ingest(_sources(None))
+    status = run_ingest(_sources(None))
+    return status if status else run_build()
 
 
 def _ingest_parser(subparsers) -> None:
@@ -256,6 +258,35 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return run_ingest(_sources(args.source), tuple(args.paths), tuple(args.accept))
 
 
+def _build_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "build",
+        help="dbt build: reference seeds, staging, intermediate models and every data and unit test",
+        description=(
+            "Run the dbt project (dbt_project/) on $SPRX_HOME/warehouse.duckdb: load the reference seeds, "
+            "build every model and run every data and unit test. A model that fails to build or a test "
+            "that fails exits 1 and is named."
+        ),
+    )
+    parser.set_defaults(handler=lambda args: run_build())
+
+
+def run_build() -> int:
+    """Run the build flow and print its summary; 0 when every model built and every test passed."""
+    from flows.build import DbtBuildError, build
+
+    try:
+        summary = build()
+    except DbtBuildError as failed:
+        print(f"sprx build: failed: {failed.summary.describe()}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a failed stage: one line, the stage and the reason
+        print(f"sprx build: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(summary.describe())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sprx",
@@ -268,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     _sample_parser(subparsers)
     _ingest_parser(subparsers)
+    _build_parser(subparsers)
     _demo_parser(subparsers)
     return parser
 

@@ -52,6 +52,7 @@ def test_demo_lands_ingests_and_summarises_the_sample_feeds(monkeypatch, tmp_pat
     truth = json.loads((SAMPLE_FEEDS_DIR / "truth.json").read_text(encoding="utf-8"))
     faults = len({(f["file"], f["row_number"]) for f in truth["injected_faults"]["rows"]})
     assert re.search(rf"rows: \d+ received = \d+ loaded \+ {faults} rejected", captured.out)
+    assert "dbt build passed" in captured.out and " 0 failed" in captured.out  # the warehouse is built
     # a second demo lands and loads nothing new
     assert main(["demo"]) == 0
     again = capsys.readouterr().out

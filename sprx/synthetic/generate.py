@@ -164,7 +164,8 @@ class TruthCounter:
     def add(self, block: Block, practice: Practice, untraced: np.ndarray, homes: list[str]) -> None:
         T = self.grid.days
         n = len(block.person_key)
-        at_end = block.leave_day >= T
+        # on a practice list at the end, and not quarantined for a mistyped NHS number on the GP record
+        at_end = (block.leave_day >= T) & (block.patient_fault == FAULT_NONE)
         counts = self.counts
         counts["people_simulated"] += n
         counts["registered_at_end"] += int(at_end.sum())
@@ -236,7 +237,8 @@ class TruthCounter:
             months.setdefault(person, {})
             months[person][month] = months[person].get(month, 0) + 1
             last_call[(person, month)] = max(last_call.get((person, month), date), date)
-        for c in np.nonzero(delivered & (calls["fault"] == FAULT_NONE) & calls["communal"])[0]:
+        # an untraced call's postcode is blank in the feed, so only traced calls count for an address
+        for c in np.nonzero(kept & calls["communal"])[0]:
             date = self.grid.date(int(calls["day"][c]))
             key = (block.postcode[int(calls["person"][c])], date.year, date.month)
             self.communal_calls[key] = self.communal_calls.get(key, 0) + 1
@@ -301,7 +303,8 @@ class TruthCounter:
                 "IMD quintile, prior-year consultation band)."
             ),
             "definitions": {
-                "population": "people on a practice list at the end of the period (the current GP snapshot)",
+                "population": "people on a practice list at the end of the period (the current GP snapshot), "
+                              "less GP records quarantined for an injected fault",
                 "referral_episode": f"a referral code opens an episode unless one opened in the previous "
                                     f"{EPISODE_WINDOW_DAYS} days",
                 "episode_window_days": EPISODE_WINDOW_DAYS,
