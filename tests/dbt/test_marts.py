@@ -1,0 +1,128 @@
+"""The marts answer the design's questions from the same episodes as the intermediate models, and
+the published schema holds only disclosure-controlled counts (0, redacted, or a multiple of 5 over 7)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sprx.settings import SAMPLE_FEEDS_DIR
+from tests.dbt.conftest import SampleBuild
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+TRUTH = json.loads((SAMPLE_FEEDS_DIR / "truth.json").read_text(encoding="utf-8"))
+
+# truth.json count -> (funnel column, fct_referrals filter): each measure three ways (table-driven).
+FUNNEL_MEASURES = [
+    ("referral_episodes", "referral_episodes", "true"),
+    ("declined", "declined_episodes", "is_declined"),
+    ("engaged", "engaged_episodes", "is_engaged"),
+    ("sustained", "sustained_episodes", "is_sustained"),
+]
+# Integer columns of published tables that are identifiers, not counts.
+PUBLISHED_IDENTIFIER_COLUMNS = {"file_id"}
+# Column-name fragments that would mean a token or a person identifier reached the published schema.
+FORBIDDEN_FRAGMENTS = ("token", "person_key", "patient_key", "attendee_key", "episode_key", "nhs_number",
+                       "postcode", "file_path", "sha256", "rejected_value")
+INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "UINTEGER"}
+
+
+def query(warehouse: Path, sql: str, parameters: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        return connection.execute(sql, parameters or []).fetchall()
+
+
+def published_columns(warehouse: Path) -> list[tuple[str, str, str]]:
+    """(table, column, type) of every column in the published schema."""
+    return query(warehouse, """
+        select table_name, column_name, data_type from information_schema.columns
+        where table_schema = 'published' order by table_name, ordinal_position""")
+
+
+@pytest.mark.parametrize(("truth_count", "funnel_column", "fact_filter"), FUNNEL_MEASURES,
+                         ids=[measure for measure, _, _ in FUNNEL_MEASURES])
+def test_funnel_totals_equal_fct_referrals_and_truth(sample_build: SampleBuild, truth_count: str,
+                                                     funnel_column: str, fact_filter: str) -> None:
+    # the funnel is fct_referrals grouped by practice and month: no episode lost or counted twice,
+    # and both reproduce the simulated truth (injected faults excluded by the ingest)
+    funnel = query(sample_build.warehouse, f"select sum({funnel_column}) from marts.mart_referral_funnel_monthly")[0][0]
+    fact = query(sample_build.warehouse, f"select count(*) from marts.fct_referrals where {fact_filter}")[0][0]
+    assert funnel == fact == TRUTH["counts"][truth_count]
+
+
+def test_funnel_registered_is_the_population(sample_build: SampleBuild) -> None:
+    # each practice's list appears once per month; one month's rows sum to the registered population
+    rows = query(sample_build.warehouse, """
+        select referral_month, sum(registered_people) from marts.mart_referral_funnel_monthly group by all""")
+    assert rows and {registered for _, registered in rows} == {TRUTH["counts"]["registered_at_end"]}
+
+
+def test_frequent_callers_by_month_match_truth(sample_build: SampleBuild) -> None:
+    rows = query(sample_build.warehouse, """
+        select strftime(call_month, '%Y-%m'), frequent_callers from marts.mart_frequent_callers_monthly
+        where frequent_callers > 0""")
+    assert dict(rows) == TRUTH["frequent_callers_by_month"]
+
+
+def test_vcse_activity_matches_truth(sample_build: SampleBuild) -> None:
+    # every register row is activity, linked or not: attendances and did-not-attend rows as simulated
+    attended, did_not_attend = query(sample_build.warehouse, """
+        select sum(attendances), sum(did_not_attend_rows) from marts.mart_vcse_activity_monthly""")[0]
+    assert (attended, did_not_attend) == (TRUTH["counts"]["vcse_attendances"], TRUTH["counts"]["vcse_did_not_attend_rows"])
+
+
+def test_data_quality_accounts_for_every_row(sample_build: SampleBuild) -> None:
+    # per file, received = loaded + rejected, and the reasons mart covers every file with rejections
+    unbalanced = query(sample_build.warehouse, """
+        select file_id from marts.mart_data_quality where rows_received != rows_loaded + rows_rejected""")
+    assert not unbalanced
+    missing = query(sample_build.warehouse, """
+        select file_id from marts.mart_data_quality where rows_rejected > 0
+        except select file_id from marts.mart_data_quality_reasons""")
+    assert not missing
+
+
+def test_every_published_table_is_built(sample_build: SampleBuild) -> None:
+    tables = {table for table, _, _ in published_columns(sample_build.warehouse)}
+    assert {"pub_referral_funnel_monthly", "pub_frequent_callers_monthly", "pub_vcse_activity_monthly",
+            "pub_data_quality", "pub_data_quality_reasons", "pub_data_quality_coding"} <= tables
+
+
+def test_published_counts_are_zero_redacted_or_rounded(sample_build: SampleBuild) -> None:
+    # every integer column of every published table: no value from 1 to 7, only multiples of 5
+    count_columns = [(table, column) for table, column, data_type in published_columns(sample_build.warehouse)
+                     if data_type in INTEGER_TYPES and column not in PUBLISHED_IDENTIFIER_COLUMNS]
+    assert len(count_columns) > 20
+    breaches = {}
+    for table, column in count_columns:
+        values = query(sample_build.warehouse, f"""
+            select distinct "{column}" from published."{table}"
+            where "{column}" between 1 and 7 or "{column}" % 5 != 0""")
+        if values:
+            breaches[f"{table}.{column}"] = sorted(value for (value,) in values)
+    assert not breaches, breaches
+
+
+def test_published_counts_are_not_all_redacted(sample_build: SampleBuild) -> None:
+    # suppression leaves something to read: large counts survive, rounded
+    rows = query(sample_build.warehouse, "select traced_calls from published.pub_frequent_callers_monthly")
+    assert any(value and value >= 10 for (value,) in rows)
+
+
+def test_no_token_or_person_column_is_published(sample_build: SampleBuild) -> None:
+    leaked = [f"{table}.{column}" for table, column, _ in published_columns(sample_build.warehouse)
+              if any(fragment in column.lower() for fragment in FORBIDDEN_FRAGMENTS)]
+    assert not leaked, leaked
+
+
+def test_no_published_value_looks_like_a_token(sample_build: SampleBuild) -> None:
+    # a keyed pseudonym is 64 hex characters; none may appear in any published text column
+    for table, column, data_type in published_columns(sample_build.warehouse):
+        if data_type == "VARCHAR":
+            found = query(sample_build.warehouse, f"""
+                select count(*) from published."{table}" where regexp_matches("{column}", '[0-9a-f]{{64}}')""")
+            assert found[0][0] == 0, f"{table}.{column}"
