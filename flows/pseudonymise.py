@@ -33,8 +33,6 @@ import polars as pl
 
 from sprx.settings import SEEDS_DIR, Settings
 
-# Tokens are hex digests; 64 characters of HMAC-SHA256.
-TOKEN_LENGTH = 64
 # Age bands: (lowest age, label); the same bands as the generator and the marts.
 AGE_BANDS: tuple[tuple[int, str], ...] = (
     (0, "0-17"), (18, "18-34"), (35, "35-49"), (50, "50-64"), (65, "65-79"), (80, "80+"),

@@ -62,10 +62,6 @@ SR_HEADERS = {
 }
 AMBULANCE_HEADER = ("incident_id", "call_received", "nhs_number", "date_of_birth", "sex", "postcode", "arp_category",
                     "call_outcome", "conveyed_to", "chief_complaint", "communal_address", "frequent_caller_flag")
-FAULT_NAMES = {
-    FAULT_DATE: "impossible_date", FAULT_CATEGORY: "unknown_category", FAULT_CATEGORY_2: "unknown_category",
-    FAULT_NHS: "bad_check_digit", FAULT_DOB: "impossible_date", FAULT_RANGE: "out_of_range",
-}
 
 
 @dataclass
