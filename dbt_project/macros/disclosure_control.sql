@@ -18,11 +18,15 @@
 
 {#-
     A rate (or share) computed from the unrounded numerator and denominator, redacted (null) when
-    the denominator is var('disclosure_threshold') (7) or fewer, or unknown.
+    the denominator is var('disclosure_threshold') (7) or fewer, or unknown, and also when the
+    numerator is from 1 to var('disclosure_threshold'): the numerator is a count that is itself
+    redacted, and a rate beside its (rounded) denominator would give it back (5 of 65 is 0.077,
+    and 0.077 x 63..67 can only be 5). 0 of many stays 0.
 -#}
 {% macro disclosure_rate(numerator, denominator) -%}
     case
         when {{ denominator }} is null or {{ denominator }} <= {{ var('disclosure_threshold') }} then null
+        when {{ numerator }} between 1 and {{ var('disclosure_threshold') }} then null
         else cast({{ numerator }} as double) / {{ denominator }}
     end
 {%- endmacro %}

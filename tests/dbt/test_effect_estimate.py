@@ -3,7 +3,7 @@
 truth.json's `true_effect` is the expected change per referral caused by social prescribing, over
 referrals with complete windows; `naive_before_after` is the plain after - before change, which
 also holds regression to the mean (people are referred at a peak of need). The warehouse's
-estimates are in marts.mart_outcome_effects (see dbt_project/models/marts/_marts__outcomes.yml).
+estimates are in marts.mart_outcomes_by_deprivation (see dbt_project/models/marts/_marts__outcomes.yml).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ EFFECT_SQL = """
         matched_difference_in_differences,
         matched_ci_lower,
         matched_ci_upper
-    from marts.mart_outcome_effects
-    where outcome = ? and window_days = ? and imd_quintile = 'all'
+    from marts.mart_outcomes_by_deprivation
+    where outcome = ? and window_days = ? and is_all_quintiles
 """
 
 

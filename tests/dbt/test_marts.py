@@ -23,8 +23,8 @@ FUNNEL_MEASURES = [
     ("engaged", "engaged_episodes", "is_engaged"),
     ("sustained", "sustained_episodes", "is_sustained"),
 ]
-# Integer columns of published tables that are identifiers, not counts.
-PUBLISHED_IDENTIFIER_COLUMNS = {"file_id"}
+# Integer columns of published tables that are identifiers or labels (a window's length), not counts.
+PUBLISHED_IDENTIFIER_COLUMNS = {"file_id", "window_days"}
 # Column-name fragments that would mean a token or a person identifier reached the published schema.
 FORBIDDEN_FRAGMENTS = ("token", "person_key", "patient_key", "attendee_key", "episode_key", "nhs_number",
                        "postcode", "file_path", "sha256", "rejected_value")
@@ -89,7 +89,27 @@ def test_data_quality_accounts_for_every_row(sample_build: SampleBuild) -> None:
 def test_every_published_table_is_built(sample_build: SampleBuild) -> None:
     tables = {table for table, _, _ in published_columns(sample_build.warehouse)}
     assert {"pub_referral_funnel_monthly", "pub_frequent_callers_monthly", "pub_vcse_activity_monthly",
-            "pub_data_quality", "pub_data_quality_reasons", "pub_data_quality_coding"} <= tables
+            "pub_data_quality", "pub_data_quality_reasons", "pub_data_quality_coding",
+            "pub_outcomes_by_deprivation"} <= tables
+
+
+def test_published_outcomes_are_the_marts_statistics_or_redacted(sample_build: SampleBuild) -> None:
+    # each mean, difference and confidence limit is the unrounded mart's value, or null exactly when
+    # the referrals it averages over are 7 or fewer; the quintile rows and the overall rows are all there
+    rows = query(sample_build.warehouse, """
+        select
+            count(*),
+            count(*) filter (where published.matched_ci_lower is distinct from case
+                when mart.matched_referral_count > 7 then mart.matched_ci_lower end),
+            count(*) filter (where published.naive_mean_change is distinct from case
+                when mart.complete_referral_count > 7 then mart.naive_mean_change end),
+            count(*) filter (where published.is_all_quintiles and published.matched_difference_in_differences is not null)
+        from published.pub_outcomes_by_deprivation as published
+        inner join marts.mart_outcomes_by_deprivation as mart using (outcome_deprivation_key)""")
+    total, ci_mismatches, naive_mismatches, overall_estimates = rows[0]
+    assert total == query(sample_build.warehouse, "select count(*) from marts.mart_outcomes_by_deprivation")[0][0] > 3
+    assert (ci_mismatches, naive_mismatches) == (0, 0)
+    assert overall_estimates >= 1  # the sample's overall estimates are published, not all redacted
 
 
 def test_published_counts_are_zero_redacted_or_rounded(sample_build: SampleBuild) -> None:
@@ -126,3 +146,32 @@ def test_no_published_value_looks_like_a_token(sample_build: SampleBuild) -> Non
             found = query(sample_build.warehouse, f"""
                 select count(*) from published."{table}" where regexp_matches("{column}", '[0-9a-f]{{64}}')""")
             assert found[0][0] == 0, f"{table}.{column}"
+
+
+def test_feed_freshness_has_every_sender_and_late_ones_only_warn(sample_build: SampleBuild) -> None:
+    # one row per source and sender that ever sent a file. Received times are the files' modification
+    # times, so whether a sample sender looks late depends on the checkout; what must hold is that a
+    # late sender is exactly one beyond its cadence, and that it makes a warning, never a failure
+    senders = query(sample_build.warehouse, """
+        select count(distinct (source, organisation_code)) from audit.file_loads where organisation_code is not null""")
+    rows, late, inconsistent = query(sample_build.warehouse, """
+        select count(*), count(*) filter (where is_late),
+               count(*) filter (where is_late is distinct from coalesce(days_silent > late_after_days, true))
+        from marts.mart_feed_freshness""")[0]
+    assert rows == senders[0][0] > 20
+    assert inconsistent == 0
+    assert sample_build.summary.count("test", "warn") == (1 if late else 0), sample_build.summary.describe()
+    assert sample_build.summary.success
+
+
+def test_feed_cadence_seed_keeps_the_columns_sprx_status_reads() -> None:
+    # sprx status reads the CSV itself: its header and sources must not drift
+    import csv
+
+    from sprx.settings import DBT_PROJECT_DIR
+
+    with (DBT_PROJECT_DIR / "seeds" / "feed_cadence.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["source", "expected_every_days", "late_after_days"]
+    assert {row["source"] for row in rows} == {"emis", "systmone", "ambulance", "vcse"}
+    assert all(0 < int(row["expected_every_days"]) <= int(row["late_after_days"]) for row in rows)

@@ -1,12 +1,13 @@
 -- One row per referral episode x matched comparator. The index date is the referral date. A
 -- comparator is a person on a practice list now (not the referred person) who had no referral
 -- episode opening within matching_washout_days (365) either side of the index date, and who
--- matches the referral exactly on practice (or PCN, var matching_area), sex, age band, IMD quintile and prior-year attended GP
--- consultation band, all taken at the index date. The prior-year band counts attended
--- consultations in [index - 365 days, index) and needs that year inside both people's observed GP
--- period (int_registration_periods_derived); a referral whose own prior year is not observed gets
--- no comparators. Up to matching_ratio (5) comparators per referral are kept, chosen by the
--- lowest md5 of person key and episode key (deterministic, and independent of the outcome).
+-- matches the referral exactly on practice (or PCN, var matching_area), sex, age band, IMD
+-- quintile and prior-year attended GP consultation band, all taken at the index date. The
+-- prior-year band counts attended consultations in [index - 365 days, index) and needs that year
+-- inside both people's observed GP period (int_registration_periods_derived); a referral whose own
+-- prior year is not observed gets no comparators. Up to matching_ratio (5) comparators per
+-- referral are kept, chosen by the lowest md5 of person key and episode key (deterministic, and
+-- independent of the outcome).
 -- Sampling is with replacement across referrals: one person can be a comparator for several
 -- referrals (each time at that referral's index date), never twice for one.
 

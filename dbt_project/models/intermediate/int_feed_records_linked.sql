@@ -49,25 +49,37 @@ feed_records as (
 -- records that carry their NHS number (tier 1 links, which name the person themselves).
 person_tokens as (
 
-    select person_key, 2 as link_tier, name_dob_token as token
+    select
+        person_key,
+        2 as link_tier,
+        name_dob_token as token
     from gp_patients
     where name_dob_token is not null
 
     union
 
-    select person_key, 3 as link_tier, surname_dob_postcode_token as token
+    select
+        person_key,
+        3 as link_tier,
+        surname_dob_postcode_token as token
     from gp_patients
     where surname_dob_postcode_token is not null
 
     union
 
-    select nhs_number_token as person_key, 2 as link_tier, name_dob_token as token
+    select
+        nhs_number_token as person_key,
+        2 as link_tier,
+        name_dob_token as token
     from feed_records
     where nhs_number_token is not null and name_dob_token is not null
 
     union
 
-    select nhs_number_token as person_key, 3 as link_tier, surname_dob_postcode_token as token
+    select
+        nhs_number_token as person_key,
+        3 as link_tier,
+        surname_dob_postcode_token as token
     from feed_records
     where nhs_number_token is not null and surname_dob_postcode_token is not null
 
@@ -134,9 +146,11 @@ final as (
         nhs_number_token is null and coalesce(name_dob_people_count, 0) > 1 as has_name_dob_conflict,
         link_tier is null and coalesce(surname_dob_postcode_people_count, 0) > 1
             as has_surname_dob_postcode_conflict,
-        (nhs_number_token is not null)
-            or (name_dob_token is not null)
-            or (surname_dob_postcode_token is not null) as has_linkage_token
+        (
+            nhs_number_token is not null
+            or name_dob_token is not null
+            or surname_dob_postcode_token is not null
+        ) as has_linkage_token
     from records_linked
 
 )

@@ -137,8 +137,10 @@ final as (
         meets_adult_month_rule or meets_adult_3_month_rule or meets_under_18_6_month_rule as is_frequent_caller,
         trust_flagged_calls_in_month,
         trust_flagged_calls_in_month > 0 as is_trust_frequent_caller,
-        (meets_adult_month_rule or meets_adult_3_month_rule or meets_under_18_6_month_rule)
-            = (trust_flagged_calls_in_month > 0) as is_trust_flag_in_agreement
+        (
+            (meets_adult_month_rule or meets_adult_3_month_rule or meets_under_18_6_month_rule)
+            = (trust_flagged_calls_in_month > 0)
+        ) as is_trust_flag_in_agreement
     from months_flagged
 
 )

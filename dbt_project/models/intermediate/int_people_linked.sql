@@ -31,7 +31,7 @@ gp_records_ranked as (
         count(*) over (partition by person_key) as gp_record_count,
         row_number() over (
             partition by person_key
-            order by case when link_tier = 1 then 0 else 1 end, extract_date desc, patient_key
+            order by case when link_tier = 1 then 0 else 1 end asc, extract_date desc, patient_key asc
         ) as record_rank
     from gp_patients
 

@@ -61,8 +61,10 @@ sessions_in_engagement_window as (
     inner join sessions_attended
         on referral_episodes.person_key = sessions_attended.person_key
         and sessions_attended.session_date >= referral_episodes.referral_date
-        and sessions_attended.session_date
+        and (
+            sessions_attended.session_date
             <= cast({{ dbt.dateadd('day', engagement_window_days, 'referral_episodes.referral_date') }} as date)
+        )
 
 ),
 
@@ -88,8 +90,10 @@ sessions_after_first as (
     inner join sessions_attended
         on referral_episodes.person_key = sessions_attended.person_key
         and sessions_attended.session_date >= first_attendances.first_attendance_date
-        and sessions_attended.session_date
+        and (
+            sessions_attended.session_date
             < cast({{ dbt.dateadd('day', sustained_window_days, 'first_attendances.first_attendance_date') }} as date)
+        )
     group by first_attendances.episode_key
 
 ),

@@ -74,8 +74,10 @@ codes_walked as (
                 then next_code.event_date
             else codes_walked.episode_start_date
         end as episode_start_date,
-        {{ dbt.datediff('codes_walked.episode_start_date', 'next_code.event_date', 'day') }}
-            >= {{ episode_window_days }} as opens_episode
+        (
+            {{ dbt.datediff('codes_walked.episode_start_date', 'next_code.event_date', 'day') }}
+            >= {{ episode_window_days }}
+        ) as opens_episode
     from codes_walked
     inner join referral_codes as next_code
         on codes_walked.person_key = next_code.person_key

@@ -88,15 +88,16 @@ outcome_events as (
 windows as (
 
     {% for window_days in var('outcome_windows_days') -%}
-    select {{ window_days }} as window_days
-    {% if not loop.last %}union all{% endif %}
+        select {{ window_days }} as window_days
+        {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
 ),
 
 outcomes as (
 
-    select * from (values ('gp_consultations'), ('calls_999'), ('see_and_convey')) as outcomes (outcome)
+    select outcome_names.outcome
+    from (values ('gp_consultations'), ('calls_999'), ('see_and_convey')) as outcome_names (outcome)
 
 ),
 

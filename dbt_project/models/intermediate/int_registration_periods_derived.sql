@@ -75,10 +75,11 @@ gp_periods as (
         case
             when people.gp_system = 'emis'
                 then cast({{ dbt.dateadd('month', -var('emis_history_months'), 'people.extract_date') }} as date)
-            else least(
-                coalesce(systmone_coverage.first_extract_date, people.extract_date),
-                coalesce(systmone_history.first_event_date, people.extract_date)
-            )
+            else
+                least(
+                    coalesce(systmone_coverage.first_extract_date, people.extract_date),
+                    coalesce(systmone_history.first_event_date, people.extract_date)
+                )
         end as observed_from_date,
         case
             when people.gp_system = 'emis' then people.extract_date

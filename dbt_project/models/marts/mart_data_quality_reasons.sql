@@ -21,7 +21,8 @@ rejections_per_reason as (
         file_id,
         field_name,
         rejection_reason,
-        count(distinct (file_path, file_row_number)) as rejected_rows
+        -- a distinct pair: the brackets make a row value (sqlfluff takes them for grouping)
+        count(distinct (file_path, file_row_number)) as rejected_rows  -- noqa: LT01, LT06, ST08
     from rejected_rows
     group by file_id, field_name, rejection_reason
 
@@ -30,8 +31,12 @@ rejections_per_reason as (
 final as (
 
     select
-        md5(concat_ws('|', cast(rejections_per_reason.file_id as varchar), rejections_per_reason.field_name,
-            rejections_per_reason.rejection_reason)) as file_rejection_reason_key,
+        md5(concat_ws(
+            '|',
+            cast(rejections_per_reason.file_id as varchar),
+            rejections_per_reason.field_name,
+            rejections_per_reason.rejection_reason
+        )) as file_rejection_reason_key,
         rejections_per_reason.file_id,
         file_loads.source,
         file_loads.organisation_code,

@@ -37,12 +37,13 @@ registered_people as (
 
 months as (
 
-    select cast(month_start as date) as referral_month
-    from range(
-        (select min(referral_month) from referrals),
-        (select max(referral_month) from referrals) + interval 1 month,
-        interval 1 month
-    ) as month_series (month_start)
+    select cast(month_series.month_start as date) as referral_month
+    from
+        range(
+            (select min(referral_month) from referrals),
+            (select max(referral_month) from referrals) + interval 1 month,
+            interval 1 month
+        ) as month_series (month_start)
 
 ),
 

@@ -1,5 +1,6 @@
 -- One row per delivered file, field and rejection reason: mart_data_quality_reasons under
--- disclosure control (counts 1-7 redacted to null, the rest rounded to the nearest 5).
+-- disclosure control (counts 1-7 redacted to null, the rest rounded to the nearest 5). The mart's
+-- hashed row key is left out: analysts identify a row by its file, field and reason.
 
 with
 
@@ -12,7 +13,6 @@ rejection_reasons as (
 final as (
 
     select
-        file_rejection_reason_key,
         file_id,
         source,
         organisation_code,

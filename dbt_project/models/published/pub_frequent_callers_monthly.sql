@@ -1,6 +1,6 @@
 -- One row per calendar month: mart_frequent_callers_monthly under disclosure control (counts 1-7
 -- redacted to null, the rest rounded to the nearest 5; rates from unrounded counts, redacted when
--- their denominator is 7 or fewer).
+-- their denominator is 7 or fewer or their numerator 1 to 7).
 
 with
 
@@ -22,7 +22,8 @@ final as (
         {{ disclosure_count('callers_flagged_by_both') }} as callers_flagged_by_both,
         {{ disclosure_count('callers_in_agreement') }} as callers_in_agreement,
         {{ disclosure_rate('callers_in_agreement', 'traced_callers') }} as trust_flag_agreement_rate,
-        {{ disclosure_rate('frequent_callers_referred_ever', 'frequent_callers') }} as share_of_frequent_callers_referred,
+        {{ disclosure_rate('frequent_callers_referred_ever', 'frequent_callers') }}
+            as share_of_frequent_callers_referred,
         {{ disclosure_count('traced_calls') }} as traced_calls,
         {{ disclosure_count('calls_by_frequent_callers') }} as calls_by_frequent_callers,
         {{ disclosure_count('frequent_communal_addresses') }} as frequent_communal_addresses,

@@ -1,6 +1,6 @@
 -- One row per VCSE service and month: mart_vcse_activity_monthly under disclosure control (counts
 -- 1-7 redacted to null, the rest rounded to the nearest 5; rates from unrounded counts, redacted
--- when their denominator is 7 or fewer).
+-- when their denominator is 7 or fewer or their numerator 1 to 7).
 
 with
 

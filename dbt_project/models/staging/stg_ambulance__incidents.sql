@@ -1,11 +1,22 @@
 -- One row per ambulance incident (999 call), its latest version: weekly files overlap by 28 days
 -- and raw keeps the latest. The call's date and month are UK local, as crews and callers count them.
+-- Incremental (dbt_project.yml): a build takes only the raw rows written by files loaded since the
+-- last build (the ingest stamps every inserted or revised incident with its file's id, and file ids
+-- only grow) and replaces those incidents; the post-hook drops incidents no longer in raw.
+{{ config(post_hook=[
+    "delete from {{ this }} as incidents where not exists (select 1 from "
+    ~ "{{ source('raw', 'ambulance_incidents') }} as raw_incidents where "
+    ~ "raw_incidents.trust_code = incidents.trust_code and raw_incidents.incident_id = incidents.incident_id)"
+]) }}
 
 with
 
 ambulance_incidents as (
 
     select * from {{ source('raw', 'ambulance_incidents') }}
+    {% if is_incremental() -%}
+        where file_id > (select coalesce(max(file_id), -1) from {{ this }})
+    {%- endif %}
 
 ),
 

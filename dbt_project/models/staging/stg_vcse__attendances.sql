@@ -1,12 +1,26 @@
 -- One row per VCSE service, session date, activity and attendee, as the service's latest sheet
 -- states it (a corrected sheet replaces the rows it restates; raw keeps the latest). Rows that
 -- cannot be linked to a person are kept: they still count as activity.
+-- Incremental (dbt_project.yml): a build takes only the raw rows written by files loaded since the
+-- last build (the ingest stamps every inserted or restated row with its file's id, and file ids
+-- only grow) and replaces those attendances; the post-hook drops attendances no longer in raw.
+{{ config(post_hook=[
+    "delete from {{ this }} as attendances where not exists (select 1 from "
+    ~ "{{ source('raw', 'vcse_attendances') }} as raw_attendances where "
+    ~ "raw_attendances.service_id = attendances.service_id "
+    ~ "and raw_attendances.session_date = attendances.session_date "
+    ~ "and raw_attendances.activity_key = attendances.activity_key "
+    ~ "and raw_attendances.attendee_key = attendances.attendee_key)"
+]) }}
 
 with
 
 vcse_attendances as (
 
     select * from {{ source('raw', 'vcse_attendances') }}
+    {% if is_incremental() -%}
+        where file_id > (select coalesce(max(file_id), -1) from {{ this }})
+    {%- endif %}
 
 ),
 

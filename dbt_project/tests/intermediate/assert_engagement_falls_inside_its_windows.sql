@@ -12,10 +12,14 @@ engagements as (
 
 select *
 from engagements
-where (is_engaged and (
-        first_attendance_date < referral_date
-        or days_to_first_attendance > {{ var('engagement_window_days') }}
-        or sessions_in_sustained_window < 1
-    ))
-    or (not is_engaged and (first_attendance_date is not null or sessions_in_sustained_window <> 0))
+where
+    (
+        is_engaged
+        and (
+            first_attendance_date < referral_date
+            or days_to_first_attendance > {{ var('engagement_window_days') }}
+            or sessions_in_sustained_window < 1
+        )
+    )
+    or (not is_engaged and (first_attendance_date is not null or sessions_in_sustained_window != 0))
     or (is_sustained and not is_engaged)

@@ -37,7 +37,7 @@ codes_not_in_one_episode as (
         count(episode_key) as episodes
     from codes_in_episodes
     group by coded_event_key
-    having count(episode_key) <> 1
+    having count(episode_key) != 1
 
 ),
 
@@ -50,10 +50,16 @@ episode_counts_disagreeing as (
     left join codes_in_episodes
         on referral_episodes.episode_key = codes_in_episodes.episode_key
     group by referral_episodes.episode_key, referral_episodes.referral_code_count
-    having count(codes_in_episodes.coded_event_key) <> referral_episodes.referral_code_count
+    having count(codes_in_episodes.coded_event_key) != referral_episodes.referral_code_count
 
 )
 
-select coded_event_key as failing_key, episodes from codes_not_in_one_episode
+select
+    coded_event_key as failing_key,
+    episodes
+from codes_not_in_one_episode
 union all
-select episode_key as failing_key, episodes from episode_counts_disagreeing
+select
+    episode_key as failing_key,
+    episodes
+from episode_counts_disagreeing

@@ -15,6 +15,6 @@ from frequent_caller_months
 where calls_in_month < 1
     or calls_in_month > calls_in_3_months
     or calls_in_3_months > calls_in_6_months
-    or is_frequent_caller <> (meets_adult_month_rule or meets_adult_3_month_rule or meets_under_18_6_month_rule)
+    or is_frequent_caller != (meets_adult_month_rule or meets_adult_3_month_rule or meets_under_18_6_month_rule)
     or (is_under_18 and (meets_adult_month_rule or meets_adult_3_month_rule))
     or (not is_under_18 and meets_under_18_6_month_rule)

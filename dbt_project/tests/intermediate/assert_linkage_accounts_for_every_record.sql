@@ -31,13 +31,25 @@ vcse_attendances as (
 
 staged_records as (
 
-    select 'gp' as source, patient_key as record_key from {{ ref('stg_emis__patients') }}
+    select
+        'gp' as source,
+        patient_key as record_key
+    from {{ ref('stg_emis__patients') }}
     union all
-    select 'gp' as source, patient_key as record_key from {{ ref('stg_systmone__patients') }}
+    select
+        'gp' as source,
+        patient_key as record_key
+    from {{ ref('stg_systmone__patients') }}
     union all
-    select 'ambulance' as source, incident_key as record_key from ambulance_incidents
+    select
+        'ambulance' as source,
+        incident_key as record_key
+    from ambulance_incidents
     union all
-    select 'vcse' as source, attendance_key as record_key from vcse_attendances
+    select
+        'vcse' as source,
+        attendance_key as record_key
+    from vcse_attendances
 
 ),
 
@@ -70,19 +82,25 @@ counts_disagreeing as (
     full outer join summarised_per_source
         on staged_per_source.source = summarised_per_source.source
     where coalesce(staged_per_source.staged_record_count, 0)
-        <> coalesce(summarised_per_source.summarised_record_count, 0)
+        != coalesce(summarised_per_source.summarised_record_count, 0)
 
 ),
 
 feed_nhs_number_tokens as (
 
-    select 'ambulance' as feed, incident_key as record_key, nhs_number_token
+    select
+        'ambulance' as feed,
+        incident_key as record_key,
+        nhs_number_token
     from ambulance_incidents
     where nhs_number_token is not null
 
     union all
 
-    select 'vcse' as feed, attendance_key as record_key, nhs_number_token
+    select
+        'vcse' as feed,
+        attendance_key as record_key,
+        nhs_number_token
     from vcse_attendances
     where nhs_number_token is not null
 

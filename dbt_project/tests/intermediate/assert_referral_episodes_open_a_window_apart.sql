@@ -22,5 +22,9 @@ episodes_with_previous as (
 
 select *
 from episodes_with_previous
-where previous_referral_date is not null
-    and {{ dbt.datediff('previous_referral_date', 'referral_date', 'day') }} < {{ var('episode_window_days') }}
+where
+    previous_referral_date is not null
+    and (
+        {{ dbt.datediff('previous_referral_date', 'referral_date', 'day') }}
+        < {{ var('episode_window_days') }}
+    )

@@ -34,5 +34,5 @@ from people
 full outer join records_per_person
     on people.person_key = records_per_person.person_key
 where people.person_key is null
-    or people.is_registered <> (records_per_person.person_key is not null)
-    or people.gp_record_count <> coalesce(records_per_person.gp_record_count, 0)
+    or people.is_registered != (records_per_person.person_key is not null)
+    or people.gp_record_count != coalesce(records_per_person.gp_record_count, 0)

@@ -4,7 +4,9 @@
 -- callers, calls by frequent callers <= traced calls, agreement <= traced callers;
 -- VCSE: attendances + did not attend = register rows, referred attendees <= attendees <= attendances.
 
-select 'mart_referral_funnel_monthly' as mart, practice_month_key as row_key
+select
+    'mart_referral_funnel_monthly' as mart,
+    practice_month_key as row_key
 from {{ ref('mart_referral_funnel_monthly') }}
 where sustained_episodes > engaged_episodes
     or engaged_episodes > referral_episodes
@@ -13,7 +15,9 @@ where sustained_episodes > engaged_episodes
 
 union all
 
-select 'mart_frequent_callers_monthly' as mart, cast(call_month as varchar) as row_key
+select
+    'mart_frequent_callers_monthly' as mart,
+    cast(call_month as varchar) as row_key
 from {{ ref('mart_frequent_callers_monthly') }}
 where frequent_callers_referred_before_month > frequent_callers_referred_ever
     or frequent_callers_referred_ever > frequent_callers
@@ -24,7 +28,9 @@ where frequent_callers_referred_before_month > frequent_callers_referred_ever
 
 union all
 
-select 'mart_vcse_activity_monthly' as mart, service_month_key as row_key
+select
+    'mart_vcse_activity_monthly' as mart,
+    service_month_key as row_key
 from {{ ref('mart_vcse_activity_monthly') }}
 where attendances + did_not_attend_rows != register_rows
     or unique_attendees_referred > unique_attendees

@@ -43,7 +43,9 @@ people_placed as (
 
 strata_mismatched as (
 
-    select comparators.matched_comparator_key, 'strata differ' as problem
+    select
+        comparators.matched_comparator_key,
+        'strata differ' as problem
     from comparators
     inner join episodes
         on comparators.episode_key = episodes.episode_key
@@ -62,7 +64,9 @@ strata_mismatched as (
 
 referred_in_washout as (
 
-    select comparators.matched_comparator_key, 'referred in washout' as problem
+    select
+        comparators.matched_comparator_key,
+        'referred in washout' as problem
     from comparators
     inner join episodes
         on comparators.person_key = episodes.person_key
@@ -73,7 +77,9 @@ referred_in_washout as (
 
 over_ratio as (
 
-    select min(matched_comparator_key) as matched_comparator_key, 'over the ratio' as problem
+    select
+        min(matched_comparator_key) as matched_comparator_key,
+        'over the ratio' as problem
     from comparators
     group by episode_key
     having count(*) > {{ var('matching_ratio') }}

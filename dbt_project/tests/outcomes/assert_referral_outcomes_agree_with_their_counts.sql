@@ -1,6 +1,6 @@
--- The effects mart is the sum of fct_referral_outcomes: for each outcome and window (all
--- quintiles), the referral counts and the naive mean agree, and the confidence interval holds
--- the estimate. Returns the disagreeing rows (must be none).
+-- mart_outcomes_by_deprivation is the sum of fct_referral_outcomes: for each outcome and window
+-- (the overall row, every quintile together), the referral counts and the naive mean agree, and
+-- the confidence interval holds the estimate. Returns the disagreeing rows (must be none).
 
 with
 
@@ -10,9 +10,9 @@ referral_outcomes as (
 
 ),
 
-outcome_effects as (
+outcomes_by_deprivation as (
 
-    select * from {{ ref('mart_outcome_effects') }}
+    select * from {{ ref('mart_outcomes_by_deprivation') }}
 
 ),
 
@@ -29,16 +29,16 @@ recounted as (
 
 )
 
-select outcome_effects.outcome_effect_key
-from outcome_effects
+select outcomes_by_deprivation.outcome_deprivation_key
+from outcomes_by_deprivation
 inner join recounted
-    on outcome_effects.outcome = recounted.outcome
-    and outcome_effects.window_days = recounted.window_days
-where outcome_effects.imd_quintile = 'all'
+    on outcomes_by_deprivation.outcome = recounted.outcome
+    and outcomes_by_deprivation.window_days = recounted.window_days
+where outcomes_by_deprivation.is_all_quintiles
     and (
-        outcome_effects.referral_count != recounted.referral_count
-        or outcome_effects.matched_referral_count != recounted.matched_referral_count
-        or outcome_effects.naive_mean_change is distinct from recounted.naive_mean_change
-        or outcome_effects.matched_ci_lower > outcome_effects.matched_difference_in_differences
-        or outcome_effects.matched_ci_upper < outcome_effects.matched_difference_in_differences
+        outcomes_by_deprivation.referral_count != recounted.referral_count
+        or outcomes_by_deprivation.matched_referral_count != recounted.matched_referral_count
+        or outcomes_by_deprivation.naive_mean_change is distinct from recounted.naive_mean_change
+        or outcomes_by_deprivation.matched_ci_lower > outcomes_by_deprivation.matched_difference_in_differences
+        or outcomes_by_deprivation.matched_ci_upper < outcomes_by_deprivation.matched_difference_in_differences
     )

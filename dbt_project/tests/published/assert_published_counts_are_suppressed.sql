@@ -1,8 +1,11 @@
 -- Every integer (count) column of every published model is 0, null (redacted) or a multiple of 5
 -- of 10 or more: returns the rows that break disclosure control (a value from 1 to 7, or one not a
 -- multiple of var('disclosure_rounding')). The columns are read from the built relations, so a
--- count added to a published model is scanned without editing this test; a new published model
--- must be added to the list (tests/dbt/test_marts.py checks every table of the schema too).
+-- count added to a published model is scanned without editing this test. The models are listed
+-- with ref() so that dbt build runs this test after all of them; a published model missing from
+-- the list (any model of models/published/ in the graph) fails the test with an error naming it,
+-- so none escapes the scan (tests/dbt/test_marts.py checks every table of the schema too).
+-- window_days is a label (the window's length), not a count.
 
 {%- set published_models = [
     ref('pub_referral_funnel_monthly'),
@@ -11,14 +14,27 @@
     ref('pub_data_quality'),
     ref('pub_data_quality_reasons'),
     ref('pub_data_quality_coding'),
+    ref('pub_outcomes_by_deprivation'),
 ] %}
-{%- set integer_types = ['tinyint', 'smallint', 'integer', 'bigint', 'hugeint', 'int', 'int4', 'int8', 'ubigint', 'uinteger'] %}
+{%- set not_counts = ['file_id', 'window_days'] %}
+{%- set integer_types = [
+    'tinyint', 'smallint', 'integer', 'bigint', 'hugeint', 'int', 'int4', 'int8', 'ubigint', 'uinteger'
+] %}
 
 {%- set checks = [] %}
 {%- if execute %}
+    {%- set listed = published_models | map(attribute='identifier') | list %}
+    {%- for node in graph.nodes.values()
+        if node.resource_type == 'model' and node.package_name == project_name and 'published' in node.fqn %}
+        {%- if node.alias not in listed %}
+            {%- do exceptions.raise_compiler_error(
+                'published model ' ~ node.name ~ ' is not scanned: add it to published_models in '
+                ~ 'tests/published/assert_published_counts_are_suppressed.sql') %}
+        {%- endif %}
+    {%- endfor %}
     {%- for relation in published_models %}
         {%- for column in adapter.get_columns_in_relation(relation) %}
-            {%- if column.dtype | lower in integer_types and column.name not in ['file_id'] %}
+            {%- if column.dtype | lower in integer_types and column.name not in not_counts %}
                 {%- do checks.append((relation, column.name)) %}
             {%- endif %}
         {%- endfor %}
@@ -26,7 +42,11 @@
 {%- endif %}
 
 {%- if checks | length == 0 %}
-select null as published_model, null as count_column, null as count_value where false
+    select
+        null as published_model,
+        null as count_column,
+        null as count_value
+    where false
 {%- else %}
 {%- for relation, column_name in checks %}
 select

@@ -1,6 +1,7 @@
--- One row per outcome x window x IMD quintile (`all` for every quintile together): the naive
--- before/after change among referrals and the matched difference in differences against their
--- comparators, from fct_referral_outcomes.
+-- One row per outcome x window x IMD quintile, plus one overall row per outcome x window
+-- (imd_quintile `all`, is_all_quintiles true, which also holds referrals of unknown deprivation):
+-- the naive before/after change among referrals and the matched difference in differences against
+-- their comparators, from fct_referral_outcomes.
 -- Naive: the mean of (after - before) over referrals with complete follow-up.
 -- Matched: over referrals with complete follow-up and at least one comparator with complete
 -- follow-up, each referral gives one observation, its own change less the mean change of its
@@ -69,10 +70,11 @@ summarised as (
 final as (
 
     select
-        outcome || '|' || cast(window_days as varchar) || '|' || imd_quintile as outcome_effect_key,
+        outcome || '|' || cast(window_days as varchar) || '|' || imd_quintile as outcome_deprivation_key,
         outcome,
         window_days,
         imd_quintile,
+        imd_quintile = 'all' as is_all_quintiles,
         referral_count,
         complete_referral_count,
         naive_mean_change,
