@@ -89,6 +89,14 @@ def csv_files(data: Path, unzipped: Path) -> list[tuple[str, int, str, str]]:
     return files
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link a file, or copy it when the two folders are on different file systems."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "sprx-ics-year")
@@ -108,7 +116,9 @@ def main() -> None:
         results["duckdb_read_csv"]["rows"] = int(results["duckdb_read_csv"]["output"][-1])
         home = work / "home"
         home.mkdir()
-        (home / "landing").symlink_to(args.data.resolve())
+        # hard links, not a symlink: the ingest moves what it loads to home/archive/, and the cached data
+        # set must stay where it is (a link is as cheap as a symlink; a copy only across file systems)
+        shutil.copytree(args.data.resolve(), home / "landing", copy_function=_link_or_copy)
         env = dict(os.environ, SPRX_HOME=str(home), SPRX_PSEUDONYMISATION_KEY="benchmark-key-" + "0" * 32,
                    PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_HOME=str(work / "prefect"),
                    PREFECT_LOGGING_LEVEL="WARNING")

@@ -23,6 +23,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from flows.lock import warehouse_lock
 from flows.warehouse import connect
 from sprx.settings import DBT_PROJECT_DIR, get_settings
 
@@ -156,11 +157,13 @@ def prepare_warehouse(warehouse: Path) -> None:
 
 
 @task(persist_result=False)
-def dbt_build(home: Path, select: tuple[str, ...] = ()) -> BuildSummary:
+def dbt_build(home: Path, select: tuple[str, ...] = (), full_refresh: bool = False) -> BuildSummary:
     """`dbt build` (seeds, models, data tests and unit tests, in dependency order); counts, never rows.
 
-    No retries: a failed model or test fails again until the data or the code changes."""
-    arguments = dbt_arguments("build", home, *(("--select", *select) if select else ()))
+    `full_refresh` passes --full-refresh (incremental models and seeds rebuilt from scratch). No retries:
+    a failed model or test fails again until the data or the code changes."""
+    arguments = dbt_arguments("build", home, *(("--select", *select) if select else ()),
+                              *(("--full-refresh",) if full_refresh else ()))
     started = time.perf_counter()
     result = invoke_dbt(arguments, home)
     summary = summarise(result, time.perf_counter() - started)
@@ -179,13 +182,15 @@ def publish_build_report(summary: BuildSummary) -> None:
 
 
 @flow(name="build", persist_result=False)
-def build(select: tuple[str, ...] = ()) -> BuildSummary:
+def build(select: tuple[str, ...] = (), full_refresh: bool = False) -> BuildSummary:
     """raw → staging → intermediate → marts: `dbt build` on $SPRX_HOME/warehouse.duckdb; fails when dbt fails.
 
-    `select` narrows the build with dbt's selection syntax (default: everything)."""
+    `select` narrows the build with dbt's selection syntax (default: everything); `full_refresh` rebuilds
+    incremental models and seeds from scratch (after `sprx ingest --reprocess`)."""
     settings = get_settings()
-    prepare_warehouse(settings.warehouse_path)
-    summary = dbt_build(settings.home, tuple(select))
+    with warehouse_lock(settings.home, "build", settings.lock_wait_seconds):
+        prepare_warehouse(settings.warehouse_path)
+        summary = dbt_build(settings.home, tuple(select), full_refresh)
     publish_build_report(summary)
     if not summary.success:
         raise DbtBuildError(summary)

@@ -39,13 +39,14 @@ SOURCES = ("emis", "systmone", "ambulance", "vcse")
 
 @dataclass(frozen=True)
 class Delivery:
-    """A file (or SystmOne folder) found in landing/."""
+    """A file (or SystmOne folder) found in landing/ (or, for a reprocess, in archive/)."""
 
     path: Path
-    relative: str
+    relative: str  # relative to landing/, also for an archived delivery
     source: str
     sha256: str
     received_at: dt.datetime
+    archived: str | None = None  # relative to archive/ when the delivery is read from there
 
 
 @dataclass
@@ -87,10 +88,11 @@ class Loader:
     """Loads deliveries into one open warehouse connection."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection, key: bytes, *,
-                 emis_max_drop_share: float = EMIS_MAX_DROP_SHARE) -> None:
+                 emis_max_drop_share: float = EMIS_MAX_DROP_SHARE, run_id: str | None = None) -> None:
         self.connection = connection
         self.key = key
         self.emis_max_drop_share = emis_max_drop_share
+        self.run_id = run_id  # recorded on every audit.file_loads row this loader writes
 
     # --- bookkeeping -----------------------------------------------------------------------
 
@@ -107,6 +109,21 @@ class Loader:
             [delivery.relative, delivery.sha256],
         )[0] > 0
 
+    def recorded_status(self, delivery: Delivery) -> str | None:
+        """The status recorded for this path with these bytes (the latest), or None when never seen."""
+        row = self._one(
+            "select status from audit.file_loads where path = ? and sha256 = ? order by file_id desc limit 1",
+            [delivery.relative, delivery.sha256],
+        )
+        return row[0] if row else None
+
+    def mark_archived(self, delivery: Delivery, archived: str) -> None:
+        """Record where in archive/ the delivery with this path and these bytes is kept."""
+        self.connection.execute(
+            "update audit.file_loads set archived_path = ? where path = ? and sha256 = ? and status <> 'held'",
+            [archived, delivery.relative, delivery.sha256],
+        )
+
     def _duplicate_of(self, delivery: Delivery) -> str | None:
         row = self._one(
             "select path from audit.file_loads where sha256 = ? and status = 'loaded' order by file_id limit 1",
@@ -119,10 +136,16 @@ class Loader:
         if file_id is None:
             file_id = self._one("select nextval('audit.file_id_sequence')")[0]
         self.connection.execute(
-            "insert into audit.file_loads values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            """
+            insert into audit.file_loads (file_id, source, path, sha256, organisation_code, extract_date,
+                received_at, loaded_at, rows_received, rows_loaded, rows_rejected, status, message, run_id,
+                archived_path)
+            values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
             [file_id, delivery.source, delivery.relative, delivery.sha256, organisation, extract_date,
              delivery.received_at, dt.datetime.now(dt.UTC).replace(tzinfo=None), result.rows_received,
-             result.rows_loaded, result.rows_rejected, result.status, result.message],
+             result.rows_loaded, result.rows_rejected, result.status, result.message, self.run_id,
+             delivery.archived],
         )
         return file_id
 
@@ -134,8 +157,12 @@ class Loader:
         if original is not None and original != delivery.relative:
             result = FileResult(delivery.relative, delivery.source, "duplicate",
                                 message=f"the same bytes were already loaded from {original}; nothing changed")
+            try:  # who sent it still counts for `sprx status`
+                organisation, extract_date = self._identify(delivery)
+            except FeedFileError:
+                organisation, extract_date = None, None
             self.connection.execute("begin")
-            self._record(delivery, result, organisation=None, extract_date=None)
+            self._record(delivery, result, organisation=organisation, extract_date=extract_date)
             self.connection.execute("commit")
             return result
         organisation, extract_date = None, None

@@ -25,7 +25,7 @@ import os
 import secrets
 import sys
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def ensure_demo_key(settings: Settings) -> Settings:
             file=sys.stderr,
         )
     key = path.read_text().strip()
-    return Settings(home=settings.home, pseudonymisation_key=key)
+    return replace(settings, pseudonymisation_key=key)
 
 
 def normalise_name(value: str) -> str:

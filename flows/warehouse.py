@@ -12,10 +12,17 @@ pseudonymised rows in the current state of each source:
 
 Every version decision compares extract dates (or, for VCSE, the time the sheet was received), so
 loading the same files in any order gives the same warehouse.
+
+``audit.pipeline_runs`` has one row per stage of a run (ingest, build, publish): when it started
+and finished, how it ended and its counts. ``sprx status`` reads it with ``audit.file_loads``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -39,6 +46,20 @@ create table if not exists audit.file_loads (
     rows_rejected bigint not null,       -- rows quarantined in audit.rejected_rows
     status varchar not null,             -- loaded, rejected, held, duplicate or superseded
     message varchar                      -- what happened, in plain English; never an identifier
+);
+-- Added after the first release: ALTER keeps an existing warehouse's rows (and gives a new one the same
+-- column order).
+alter table audit.file_loads add column if not exists run_id varchar;         -- the ingest run that recorded it
+alter table audit.file_loads add column if not exists archived_path varchar;  -- relative to archive/, once kept there
+
+create table if not exists audit.pipeline_runs (
+    run_id varchar not null,             -- the Prefect flow run id (any unique text outside Prefect)
+    stage varchar not null,              -- ingest, build or publish
+    started_at timestamp not null,       -- UTC
+    finished_at timestamp,               -- UTC; null while the stage is running
+    status varchar not null,             -- running, completed or failed
+    detail varchar,                      -- JSON object of counts and flags; never an identifier
+    primary key (run_id, stage)
 );
 
 create table if not exists audit.rejected_rows (
@@ -185,9 +206,80 @@ RAW_TABLES = (
 )
 
 
-def connect(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open the pipeline's warehouse read-write, creating its schemas and tables if needed."""
+# How long opening the warehouse read-write waits for a reader (such as `sprx status`) to let go, seconds.
+BUSY_WAIT_SECONDS = 15.0
+# How often it tries again meanwhile, seconds.
+BUSY_POLL_SECONDS = 0.25
+# The stages of a run that audit.pipeline_runs records.
+STAGES = ("ingest", "build", "publish")
+# How a stage ended (or that it has not yet).
+STAGE_STATUSES = ("running", "completed", "failed")
+
+
+class WarehouseInUse(RuntimeError):
+    """Another process has the DuckDB file open read-write (DuckDB allows one writer or many readers)."""
+
+
+def is_busy_error(error: BaseException) -> bool:
+    """True when DuckDB refused to open the file because another connection holds it: a lock held by
+    another process, or (in this process) an open connection with a different configuration."""
+    text = str(error)
+    return isinstance(error, duckdb.Error) and ("Could not set lock" in text or "different configuration" in text)
+
+
+def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
+    """Open the pipeline's warehouse read-write, creating its schemas and tables if needed.
+
+    A reader (`sprx status`) holds the file for a moment: wait up to `busy_wait_seconds` for it, then
+    raise WarehouseInUse (one line, no process details)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    connection = duckdb.connect(str(path))
+    deadline = time.monotonic() + busy_wait_seconds
+    while True:
+        try:
+            connection = duckdb.connect(str(path))
+            break
+        except duckdb.Error as error:
+            if not is_busy_error(error):
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseInUse(f"{path.name} is in use by another process; try again when it has finished"
+                                     ) from None
+            time.sleep(BUSY_POLL_SECONDS)
     connection.execute(DDL)
     return connection
+
+
+def utc_now() -> dt.datetime:
+    """Now in UTC, naive (the warehouse stores UTC timestamps without a zone), to the second."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+def record_stage(connection: duckdb.DuckDBPyConnection, run_id: str, stage: str, started_at: dt.datetime,
+                 finished_at: dt.datetime | None, status: str,
+                 detail: Mapping[str, int | float | bool | None] | None = None) -> None:
+    """Record (or update) one stage of a run in audit.pipeline_runs; the row is keyed by (run_id, stage).
+
+    Call it with status "running" and no finished_at when a stage starts, and again with "completed" or
+    "failed" when it ends. Times are UTC (naive or aware). `detail` holds counts and flags only: any other
+    value is refused, so that no identifier can reach the audit trail."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(STAGES)} (got {stage!r})")
+    if status not in STAGE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STAGE_STATUSES)} (got {status!r})")
+    detail = dict(detail or {})
+    for name, value in detail.items():
+        if not isinstance(name, str) or not (value is None or isinstance(value, (int, float, bool))):
+            raise TypeError(f"detail holds counts and flags only; {name!r} is {type(value).__name__}")
+
+    def naive(moment: dt.datetime | None) -> dt.datetime | None:
+        return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment and moment.tzinfo else moment
+
+    connection.execute(
+        """
+        insert into audit.pipeline_runs values (?, ?, ?, ?, ?, ?)
+        on conflict (run_id, stage) do update set
+            started_at = excluded.started_at, finished_at = excluded.finished_at,
+            status = excluded.status, detail = excluded.detail
+        """,
+        [run_id, stage, naive(started_at), naive(finished_at), status, json.dumps(detail, sort_keys=True)],
+    )

@@ -26,13 +26,30 @@ def test_settings_default_home_is_data_and_follows_sprx_home(monkeypatch, tmp_pa
     assert settings.published_dir == tmp_path / "elsewhere" / "published"
 
 
-def test_help_lists_only_built_commands() -> None:
-    # the console script is installed and explains itself; unbuilt commands are absent
+def test_help_lists_every_command() -> None:
+    # the console script is installed and explains itself, one line per command
     result = subprocess.run([Path(sys.executable).parent / "sprx", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    assert "sample" in result.stdout and "demo" in result.stdout
-    for unbuilt in ("portal", "serve"):
-        assert unbuilt not in result.stdout
+    for command in ("sample", "ingest", "build", "run", "publish", "serve", "status", "portal", "demo"):
+        assert re.search(rf"^    {command} ", result.stdout, flags=re.MULTILINE), command
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    # a lock wait that is not a number is named, not a traceback
+    ("SPRX_LOCK_WAIT_SECONDS", "soon", "SPRX_LOCK_WAIT_SECONDS must be a number of seconds (got 'soon')"),
+    # a cron that cron cannot read is named with its deployment
+    ("SPRX_SCHEDULE_VCSE", "every 15 minutes", "schedule for vcse-frequent ('every 15 minutes', Europe/London)"),
+    # so is a time zone that does not exist
+    ("SPRX_SCHEDULE_TIMEZONE", "Europe/Stretford", "SPRX_SCHEDULE_TIMEZONE 'Europe/Stretford' is not a time zone"),
+])
+def test_a_bad_setting_is_one_line_and_exit_2(monkeypatch, tmp_path: Path, capsys, variable, value, message) -> None:
+    monkeypatch.setenv("SPRX_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", "k" * 32)
+    monkeypatch.setenv(variable, value)
+    assert main(["serve"]) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "home").exists()
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -41,11 +58,15 @@ def test_demo_lands_ingests_and_summarises_the_sample_feeds(monkeypatch, tmp_pat
     monkeypatch.delenv("SPRX_PSEUDONYMISATION_KEY", raising=False)
     assert main(["demo"]) == 0
     captured = capsys.readouterr()
-    landed = sorted(p.relative_to(tmp_path / "home" / "landing") for p in (tmp_path / "home" / "landing").rglob("*")
-                    if p.is_file())
+
+    def files_under(folder: Path) -> list[Path]:
+        return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+
     expected = sorted(p.relative_to(SAMPLE_FEEDS_DIR) for p in SAMPLE_FEEDS_DIR.rglob("*")
                       if p.is_file() and p.name not in ("truth.json", "README.md"))
-    assert landed == expected
+    # every sample file loaded, so every one moved from landing/ to archive/
+    assert files_under(tmp_path / "home" / "archive") == expected
+    assert files_under(tmp_path / "home" / "landing") == []
     assert f"Landed {len(expected)} new file(s)" in captured.out and "referral episodes" in captured.out
     # the demo makes a local key when none is set, and says so
     assert "created a local key" in captured.err and (tmp_path / "home" / "pseudonymisation.key").exists()
@@ -57,6 +78,7 @@ def test_demo_lands_ingests_and_summarises_the_sample_feeds(monkeypatch, tmp_pat
     assert main(["demo"]) == 0
     again = capsys.readouterr().out
     assert "Landed 0 new file(s)" in again and "0 file(s) processed" in again
+    assert files_under(tmp_path / "home" / "landing") == []  # nothing already archived is landed again
 
 
 @pytest.mark.usefixtures("prefect_harness")

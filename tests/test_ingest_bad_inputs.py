@@ -209,16 +209,24 @@ def test_bad_input(name: str, sprx_home: Path) -> None:
         if column in ("nhs_number", "date_of_birth", "postcode", "first_name", "last_name"):
             assert value is None  # an identifier is never echoed back
     assert "999 291 4174" not in row["message"] and "9994158687" not in row["message"]
+    # a loaded file moves to archive/; a rejected one stays in landing/ for its sender to fix
+    kept = sprx_home / ("archive" if case.status == "loaded" else "landing") / case.path
+    gone = sprx_home / ("landing" if case.status == "loaded" else "archive") / case.path
+    assert kept.exists() and not gone.exists()
 
 
 def test_the_same_file_under_another_name_is_a_duplicate(sprx_home: Path) -> None:
     landing = sprx_home / "landing"
     write_case(landing, Case("ambulance/ambulance_RX7_20261130.csv", text(AMBULANCE_HEADER, AMBULANCE_ROW), ""))
     ingest()
-    shutil.copy(landing / "ambulance/ambulance_RX7_20261130.csv", landing / "ambulance/ambulance_RX7_20261201.csv")
+    shutil.copy(sprx_home / "archive/ambulance/ambulance_RX7_20261130.csv",
+                landing / "ambulance/ambulance_RX7_20261201.csv")
     summary = ingest()
     assert [(f.relative, f.status) for f in summary.files] == [("ambulance/ambulance_RX7_20261201.csv", "duplicate")]
     assert "ambulance_RX7_20261130.csv" in summary.files[0].message
+    # nothing loaded from it, but it is kept with the rest and not read again
+    assert (sprx_home / "archive/ambulance/ambulance_RX7_20261201.csv").exists()
+    assert not (landing / "ambulance/ambulance_RX7_20261201.csv").exists()
 
 
 def test_a_truncated_emis_export_is_held_until_released(sprx_home: Path) -> None:
@@ -231,6 +239,7 @@ def test_a_truncated_emis_export_is_held_until_released(sprx_home: Path) -> None
     (landing / "gp/emis/emis_P91004_20261120.csv").write_bytes(emis(*patients[:5]))  # half the list is missing
     held = ingest().files[0]
     assert held.status == "held" and "sprx ingest --accept gp/emis/emis_P91004_20261120.csv" in held.message
+    assert (landing / "gp/emis/emis_P91004_20261120.csv").exists()  # it waits in landing/ to be released
     with duckdb.connect(str(sprx_home / "warehouse.duckdb"), read_only=True) as connection:
         assert connection.execute("select count(*) from raw.emis_patients").fetchone()[0] == 10  # nothing changed
     assert ingest().files == []  # a held file waits; a rerun does not load it
@@ -240,3 +249,4 @@ def test_a_truncated_emis_export_is_held_until_released(sprx_home: Path) -> None
         assert connection.execute("select count(*) from raw.emis_patients").fetchone()[0] == 5
         statuses = connection.execute("select path, status from audit.file_loads order by file_id").fetchall()
     assert statuses == [("gp/emis/emis_P91004_20261119.csv", "loaded"), ("gp/emis/emis_P91004_20261120.csv", "loaded")]
+    assert (sprx_home / "archive/gp/emis/emis_P91004_20261120.csv").exists()  # released, loaded, archived
