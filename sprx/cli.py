@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from sprx import __version__
-from sprx.settings import SAMPLE_FEEDS_DIR, get_settings
+from sprx.portal.cli import add_parser as add_portal_parser
+from sprx.settings import SAMPLE_FEEDS_DIR, SettingsError, get_settings
 
 # Arguments used to generate the committed sample_feeds/ (tests regenerate it byte for byte).
 SAMPLE_FEEDS_ARGS = ("--people", "4000", "--seed", "20261122", "--start", "2024-11-01", "--end", "2026-10-31")
@@ -167,13 +168,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     landing = settings.landing_dir
     landing.mkdir(parents=True, exist_ok=True)
+    archive = settings.home / "archive"  # flows.archive.ARCHIVE_DIR: files already taken are not landed again
     copied = 0
     for source in sorted(SAMPLE_FEEDS_DIR.rglob("*")):
         relative = source.relative_to(SAMPLE_FEEDS_DIR)
         if source.is_dir() or relative.name in ("truth.json", "README.md"):
             continue
         target = landing / relative
-        if not target.exists():
+        if not target.exists() and not (archive / relative).exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
             copied += 1
@@ -206,6 +208,9 @@ def _ingest_parser(subparsers) -> None:
                         help="only these sources (repeatable; gp = emis and systmone)")
     parser.add_argument("--accept", action="append", default=[], metavar="FILE",
                         help="release a held EMIS export (path relative to landing/) and load it")
+    parser.add_argument("--reprocess", action="store_true",
+                        help="rebuild the raw zone and audit tables from archive/ (and landing/) in a new warehouse "
+                             "file, swapped in only when complete; then run sprx build --full-refresh")
     parser.set_defaults(handler=cmd_ingest)
 
 
@@ -223,9 +228,12 @@ def run_ingest(sources: tuple[str, ...], paths: tuple[Path, ...] = (), accept: t
     from flows.ingest import ingest
     from flows.pseudonymise import MissingKeyError
 
+    from flows.lock import WarehouseBusy
+    from flows.warehouse import WarehouseInUse
+
     try:
         summary = ingest(sources=sources, paths=paths, accept=accept)
-    except MissingKeyError as error:
+    except (MissingKeyError, WarehouseBusy, WarehouseInUse) as error:
         print(f"sprx ingest: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # a failed stage: one line, the stage and the reason
@@ -243,6 +251,8 @@ def summarise_ingest(summary) -> str:
         f"{summary.skipped} already loaded",
         f"  rows: {summary.rows_received} received = {summary.rows_loaded} loaded + {summary.rows_rejected} rejected",
     ]
+    if getattr(summary, "archived", 0):
+        lines.append(f"  {summary.archived} file(s) moved to archive/ (kept read-only)")
     for result in summary.files:
         if result.status in ("held", "rejected"):
             lines.append(f"  {result.status}: {result.relative}: {result.message}")
@@ -254,8 +264,35 @@ def summarise_ingest(summary) -> str:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Load new files from landing/ into the warehouse."""
+    """Load new files from landing/ into the warehouse (or, with --reprocess, rebuild it from archive/)."""
+    if args.reprocess:
+        if args.paths or args.source or args.accept:
+            raise UsageError("--reprocess rebuilds every source from archive/; it takes no PATH, --source or --accept")
+        return run_reprocess()
     return run_ingest(_sources(args.source), tuple(args.paths), tuple(args.accept))
+
+
+def run_reprocess() -> int:
+    """Run the reprocess flow and print its summary; 0 when the new raw zone was swapped in, else 1."""
+    from flows.ingest import BACKUP_NAME, reprocess
+    from flows.pseudonymise import MissingKeyError
+    from flows.lock import WarehouseBusy
+    from flows.warehouse import WarehouseInUse
+
+    try:
+        summary = reprocess()
+    except (MissingKeyError, WarehouseBusy, WarehouseInUse) as error:
+        print(f"sprx ingest --reprocess: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # nothing was swapped in: the old warehouse stands
+        print(f"sprx ingest --reprocess: failed, the warehouse is unchanged: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return 1
+    print(summarise_ingest(summary))
+    print(f"Reprocessed: the raw zone and audit tables were rebuilt from archive/ and landing/ "
+          f"(the previous warehouse is kept as {BACKUP_NAME}). The dbt-built schemas are not in the new "
+          "warehouse: run sprx build --full-refresh")
+    return 0
 
 
 def _build_parser(subparsers) -> None:
@@ -268,15 +305,17 @@ def _build_parser(subparsers) -> None:
             "that fails exits 1 and is named."
         ),
     )
-    parser.set_defaults(handler=lambda args: run_build())
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="rebuild incremental models and seeds from scratch (after sprx ingest --reprocess)")
+    parser.set_defaults(handler=lambda args: run_build(full_refresh=args.full_refresh))
 
 
-def run_build() -> int:
+def run_build(full_refresh: bool = False) -> int:
     """Run the build flow and print its summary; 0 when every model built and every test passed."""
     from flows.build import DbtBuildError, build
 
     try:
-        summary = build()
+        summary = build(full_refresh=full_refresh)
     except DbtBuildError as failed:
         print(f"sprx build: failed: {failed.summary.describe()}", file=sys.stderr)
         return 1
@@ -285,6 +324,167 @@ def run_build() -> int:
         return 1
     print(summary.describe())
     return 0
+
+
+def _run_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="the whole pipeline: ingest what is new, build the warehouse, publish the analysts' copy",
+        description=(
+            "Ingest every new file in $SPRX_HOME/landing, run `dbt build`, then publish "
+            "$SPRX_HOME/published/ (analytics.duckdb, parquet/, csv/), all as one Prefect flow holding "
+            "the warehouse lock. Exits 0 when the run completed (quarantined rows and held files are "
+            "reported, not failures), 1 when a stage failed: the stage and the reason are printed on one "
+            "line, and a failed build never publishes."
+        ),
+    )
+    parser.add_argument("--source", action="append", choices=("gp", "emis", "systmone", "ambulance", "vcse"),
+                        help="ingest only these sources (repeatable; gp = emis and systmone)")
+    parser.add_argument("--if-loaded", action="store_true",
+                        help="build and publish only when the ingest loaded at least one file")
+    parser.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Ingest, build and publish in one flow."""
+    from flows.lock import WarehouseBusy
+    from flows.run import StageFailed, run
+
+    try:
+        summary = run(sources=list(_sources(args.source)), build_when="if-loaded" if args.if_loaded else "always")
+    except StageFailed as failed:
+        print(f"sprx run: failed at {failed.stage}: {failed.reason}", file=sys.stderr)
+        return 1
+    except WarehouseBusy as busy:
+        print(f"sprx run: {busy}", file=sys.stderr)
+        return 1
+    print(summarise_ingest(summary.ingest))
+    if summary.build is None:
+        print("Nothing new was loaded: no build, and the published copy stands.")
+        return 0
+    print(summary.build.describe())
+    if summary.publish is not None:
+        print(summary.publish.describe())
+    return 0
+
+
+def _publish_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "publish",
+        help="copy the warehouse's published schema to $SPRX_HOME/published/ for analysts",
+        description=(
+            "Copy the published schema (and nothing else) of the last build into a new "
+            "published/analytics.duckdb, Parquet and CSV files, check it against disclosure control "
+            "and for anything like an identifier, then swap it in atomically. `sprx run` does this "
+            "after every successful build; run it alone after `sprx build`."
+        ),
+    )
+    parser.set_defaults(handler=cmd_publish)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish the analysts' copy from the last build."""
+    from flows.lock import WarehouseBusy
+    from flows.publish import PublicationRefused, publish
+
+    try:
+        summary = publish()
+    except (PublicationRefused, WarehouseBusy) as error:
+        print(f"sprx publish: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a failed stage: one line, the stage and the reason
+        print(f"sprx publish: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(summary.describe())
+    return 0
+
+
+def _serve_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the scheduled deployments (GP nightly, ambulance weekly, VCSE every 15 minutes) until stopped",
+        description=(
+            "Register the pipeline's Prefect deployments and run them on their schedules from this "
+            "process until Ctrl-C: run/gp-nightly, run/ambulance-weekly, run/vcse-frequent (each ingests "
+            "its sources, then builds and publishes if anything loaded) and run/full (on demand). Runs "
+            "never overlap. Uses the Prefect server at PREFECT_API_URL, or a temporary local one if none "
+            "is set. Schedules are cron expressions in UK local time, from SPRX_SCHEDULE_* or these options."
+        ),
+    )
+    parser.add_argument("--gp-cron", metavar="CRON", help="GP schedule (default SPRX_SCHEDULE_GP or '30 2 * * *')")
+    parser.add_argument("--ambulance-cron", metavar="CRON",
+                        help="ambulance schedule (default SPRX_SCHEDULE_AMBULANCE or '0 6 * * 1')")
+    parser.add_argument("--vcse-cron", metavar="CRON",
+                        help="VCSE schedule (default SPRX_SCHEDULE_VCSE or '*/15 * * * *')")
+    parser.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the scheduled deployments until interrupted."""
+    import dataclasses
+
+    from flows.serve import check_schedules, serve
+
+    settings = get_settings()
+    overrides = {name: value for name, value in (("schedule_gp", args.gp_cron),
+                                                 ("schedule_ambulance", args.ambulance_cron),
+                                                 ("schedule_vcse", args.vcse_cron)) if value}
+    settings = dataclasses.replace(settings, **overrides)
+    try:
+        check_schedules(settings)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not settings.pseudonymisation_key:
+        print("sprx serve: SPRX_PSEUDONYMISATION_KEY is not set; every scheduled ingest would fail",
+              file=sys.stderr)
+        return 1
+    try:
+        serve(settings)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _status_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="per source and practice/trust/service: last received and loaded, last run's rows, held, late",
+        description=(
+            "Report, per source and practice, trust or VCSE service: the last file received and loaded, the rows "
+            "loaded and rejected by the last ingest run, held files awaiting release, and whether the feed is "
+            "late against its expected cadence (dbt_project/seeds/feed_cadence.csv); and the last ingest, build "
+            "and publish. Reads the warehouse read-only; while a run holds it, shows $SPRX_HOME/status.json "
+            "(written at the end of every run) and says so. Exits 0, or with --check 1 when a feed is late, a "
+            "file is held or a stage's last run failed."
+        ),
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON (keys documented in sprx/status.py)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when a feed is late, a file is held or a stage's last run failed (monitoring)")
+    parser.add_argument("--now", type=_moment, metavar="YYYY-MM-DDTHH:MM",
+                        help="judge lateness as of this UTC time instead of now")
+    parser.set_defaults(handler=cmd_status)
+
+
+def _moment(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text.removesuffix("Z"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time; use YYYY-MM-DDTHH:MM (UTC)") from None
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the status of $SPRX_HOME's feeds and runs."""
+    from sprx.status import StatusUnavailable, needs_attention, read_status, render
+
+    try:
+        status = read_status(get_settings().home, now=args.now)
+    except StatusUnavailable as error:
+        print(f"sprx status: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(status, indent=1) if args.json else render(status))
+    return 1 if args.check and needs_attention(status) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,7 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(subparsers)
     _ingest_parser(subparsers)
     _build_parser(subparsers)
+    _status_parser(subparsers)
+    _run_parser(subparsers)
+    _publish_parser(subparsers)
+    _serve_parser(subparsers)
     _demo_parser(subparsers)
+    add_portal_parser(subparsers)
     return parser
 
 
@@ -315,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except UsageError as error:
+    except (UsageError, SettingsError) as error:
         print(f"sprx: {error}", file=sys.stderr)
         return 2
 

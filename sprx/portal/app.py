@@ -1,0 +1,397 @@
+"""The portal's web app: HTML pages for people and a JSON API for scripts, over the same checks.
+
+Pages: sign in, upload (with the result at once), history, one upload's result, the template,
+help, sign out. API: ``POST /api/uploads`` (multipart, field ``file``), ``GET /api/uploads`` and
+``GET /api/uploads/{id}``, authorised by ``Authorization: Bearer <credential>`` (or, for GET, the
+page session). A service only ever sees its own uploads; anything else is "not found".
+
+Forms carry a per-session token checked in constant time (sign-in uses a cookie-bound one), and a
+cross-site Origin is refused before a form is read. Pages are served with a strict Content
+Security Policy: no script at all, styles only from the portal itself.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import date
+from importlib.resources import files
+
+import openpyxl
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from openpyxl.styles import Font
+
+from flows.sources.vcse import ATTENDED_NO, ATTENDED_YES, HEADINGS, REQUIRED_COLUMNS, WELLBEING_RANGE
+from schemas.vcse import VcseAttendance
+from sprx.portal.checks import MAX_SHEET_ROWS
+from sprx.portal.forms import FormRefused, drain, read_form, too_large
+from sprx.portal.store import PortalStore, Session, Upload
+from sprx.portal.uploads import IngestRunner, PortalConfig, process_upload, refresh_load_status, refused_upload
+
+# The session cookie (its value is stored only as a digest).
+SESSION_COOKIE = "sprx_portal_session"
+# The cookie that binds the sign-in form's token to the browser that loaded it.
+SIGN_IN_COOKIE = "sprx_portal_sign_in"
+# Bytes a multipart form adds around the file (boundaries, headers, the token): allowed over the size limit.
+FORM_OVERHEAD_BYTES = 64 * 1024
+# The form field every form's token travels in (it must come before the file in an upload form).
+CSRF_FIELD = "csrf_token"
+# Columns of the downloadable template, in order, with the example row (a never-issued test NHS number).
+TEMPLATE_EXAMPLE = {
+    "session_date": date(2026, 6, 3),
+    "activity": "Walking group",
+    "attended": "Y",
+    "nhs_number": "999 291 4173",
+    "first_name": "Zoe",
+    "last_name": "Hughes",
+    "date_of_birth": date(1972, 8, 17),
+    "postcode": "M41 9JD",
+    "wellbeing_score": 7,
+    "notes": "",
+}
+# Headers on every response: no scripts, no outside assets, no framing, no sniffing, no referrer sent to other
+# sites (same-origin, so that forms still carry the Origin the cross-site check reads).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+# What each verdict is called on the pages.
+VERDICT_LABELS = {
+    "accepted": "Accepted",
+    "accepted_with_problems": "Accepted, some rows need fixing",
+    "refused": "Not accepted",
+    "duplicate": "Already received",
+}
+# What each load status is called on the pages.
+LOAD_LABELS = {
+    None: "Not queued",
+    "queued": "Queued for loading",
+    "loading": "Loading now",
+    "loaded": "Loaded",
+    "rejected": "Not loaded",
+    "duplicate": "Already loaded",
+}
+
+_PACKAGE = files("sprx.portal")
+
+
+def template_headings() -> list[str]:
+    """The template's column headings: each contract column's first accepted spelling."""
+    return [HEADINGS[name][0] for name in TEMPLATE_EXAMPLE]
+
+
+def template_csv() -> bytes:
+    """The CSV template: headings and one example row (dates as dd/mm/yyyy), UTF-8 with CRLF as Excel writes."""
+    cells = [value.strftime("%d/%m/%Y") if isinstance(value, date) else str(value)
+             for value in TEMPLATE_EXAMPLE.values()]
+    return ("\r\n".join([",".join(template_headings()), ",".join(cells)]) + "\r\n").encode("utf-8")
+
+
+def template_xlsx() -> bytes:
+    """The Excel template: bold headings and one example row with real date cells."""
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "Attendance"
+    sheet.append(template_headings())
+    sheet.append([value if value != "" else None for value in TEMPLATE_EXAMPLE.values()])
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for cell in sheet[2]:
+        if isinstance(cell.value, date):
+            cell.number_format = "dd/mm/yyyy"
+    for column in "ABCDEFGHIJ":
+        sheet.column_dimensions[column].width = 16
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def _help_rows() -> list[dict[str, str]]:
+    """For the help page: each column, its accepted headings, whether it is required and what it holds."""
+    descriptions = {name: column.description for name, column in VcseAttendance.to_schema().columns.items()}
+    return [{"title": spellings[0], "spellings": ", ".join(spellings),
+             "required": "Yes" if name in REQUIRED_COLUMNS else "No",
+             "content": descriptions[name][:1].upper() + descriptions[name][1:].rstrip(".") + "."}
+            for name, spellings in HEADINGS.items()]
+
+
+def create_app(config: PortalConfig | None = None) -> FastAPI:
+    """The portal app for a configuration (by default, the SPRX_* settings)."""
+    config = config or PortalConfig.from_settings()
+    store = PortalStore(config.portal_dir)
+    runner = IngestRunner(store, config) if config.ingest_on_upload else None
+    app = FastAPI(title="sprx upload portal", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.config, app.state.store, app.state.runner = config, store, runner
+    templates = Jinja2Templates(directory=str(_PACKAGE / "templates"))
+    templates.env.globals.update(verdict_labels=VERDICT_LABELS, load_labels=LOAD_LABELS,
+                                 max_mb=f"{config.max_upload_bytes / 1024 / 1024:.0f}", max_rows=f"{MAX_SHEET_ROWS:,}")
+    app.mount("/static", StaticFiles(directory=str(_PACKAGE / "static")), name="static")
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Add the security headers; refuse a cross-site form before its body is read."""
+        if request.method == "POST" and not _same_origin(request):
+            response: Response = _problem(request, templates, 403, "This form was sent from another site, so it "
+                                          "was refused. Open the portal's own page and try again.")
+        else:
+            response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def page(request: Request, name: str, context: dict, status: int = 200,
+             session: Session | None = None) -> HTMLResponse:
+        """Render a page template."""
+        return templates.TemplateResponse(request, name, {"session": session, **context}, status_code=status)
+
+    def current(request: Request) -> Session | None:
+        """The signed-in service's live session, if any."""
+        return store.session(request.cookies.get(SESSION_COOKIE))
+
+    def to_sign_in() -> RedirectResponse:
+        """Send the browser to sign in."""
+        return RedirectResponse("/sign-in", status_code=303)
+
+    # --- signing in and out ------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> Response:
+        """The upload page when signed in, otherwise sign in."""
+        return RedirectResponse("/upload" if current(request) else "/sign-in", status_code=303)
+
+    @app.get("/sign-in", response_class=HTMLResponse)
+    def sign_in_page(request: Request, signed_out: bool = False) -> Response:
+        """The sign-in form, with a fresh token bound to this browser by a cookie."""
+        return _sign_in_form(request, page, {"signed_out": signed_out})
+
+    @app.post("/sign-in")
+    async def sign_in(request: Request) -> Response:
+        """Check the form token and the credential; start a session."""
+        form = await request.form(max_files=0, max_fields=4, max_part_size=4096)
+        token, expected = str(form.get(CSRF_FIELD, "")), request.cookies.get(SIGN_IN_COOKIE, "")
+        if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+            return _sign_in_form(request, page, {"form_error": "The sign-in form had expired. Please try again."}, 403)
+        credential = str(form.get("credential", "")).strip()
+        found = await run_in_threadpool(store.check_credential, credential) if credential else None
+        if found is None:
+            error = ("Enter your service's access key." if not credential else
+                     "That access key is not valid. Check you copied all of it, or ask the ICS data team for a "
+                     "new one.")
+            return _sign_in_form(request, page, {"credential_error": error}, 401)
+        cookie = store.start_session(*found, minutes=config.session_minutes)
+        response = RedirectResponse("/upload", status_code=303)
+        response.set_cookie(SESSION_COOKIE, cookie, max_age=config.session_minutes * 60, httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https", path="/")
+        response.delete_cookie(SIGN_IN_COOKIE, path="/sign-in")
+        return response
+
+    @app.post("/sign-out")
+    async def sign_out(request: Request) -> Response:
+        """End the session (the form token must match)."""
+        session = current(request)
+        form = await request.form(max_files=0, max_fields=4, max_part_size=4096)
+        if session and hmac.compare_digest(str(form.get(CSRF_FIELD, "")).encode(), session.csrf_token.encode()):
+            store.end_session(request.cookies.get(SESSION_COOKIE))
+        elif session:
+            return _problem(request, templates, 403, "The sign-out form had expired. Open any page and sign out again.")
+        response = RedirectResponse("/sign-in?signed_out=true", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # --- uploading -----------------------------------------------------------------------------
+
+    @app.get("/upload", response_class=HTMLResponse)
+    def upload_page(request: Request) -> Response:
+        """The upload form."""
+        session = current(request)
+        return page(request, "upload.html", {}, session=session) if session else to_sign_in()
+
+    @app.post("/upload")
+    async def upload_form(request: Request) -> Response:
+        """Receive a sheet from the form, then show its result page (redirected, so a reload never resends it)."""
+        session = current(request)
+        if session is None:
+            return to_sign_in()
+
+        def check_token(fields: dict[str, str]) -> None:
+            """Refuse the form before its file is written unless its token is this session's."""
+            if not hmac.compare_digest(fields.get(CSRF_FIELD, "").encode(), session.csrf_token.encode()):
+                raise FormRefused("The upload form had expired or did not come from the portal. Open the upload "
+                                  "page again and choose the file again.", 403)
+
+        try:
+            upload, _ = await _receive(request, session.service_id, check_token)
+        except FormRefused as refusal:
+            return page(request, "upload.html", {"file_error": refusal.message}, refusal.status, session)
+        return RedirectResponse(f"/uploads/{upload.upload_id}", status_code=303)
+
+    @app.get("/uploads", response_class=HTMLResponse)
+    def history(request: Request) -> Response:
+        """The service's past uploads, newest first."""
+        session = current(request)
+        if session is None:
+            return to_sign_in()
+        uploads = store.uploads(session.service_id)
+        refresh_load_status(store, config, uploads)
+        return page(request, "history.html", {"uploads": uploads}, session=session)
+
+    @app.get("/uploads/{upload_id}", response_class=HTMLResponse)
+    def upload_result(request: Request, upload_id: str) -> Response:
+        """One of the service's uploads (another service's is "not found")."""
+        session = current(request)
+        if session is None:
+            return to_sign_in()
+        upload = store.upload(session.service_id, upload_id)
+        if upload is None:
+            return _problem(request, templates, 404, "There is no upload with that reference in your service's "
+                            "history.", session)
+        refresh_load_status(store, config, [upload])
+        return page(request, "result.html", {"upload": upload}, session=session)
+
+    async def _receive(request: Request, service_id: str,
+                       check_token: Callable[[dict[str, str]], None]) -> tuple[Upload, int]:
+        """Stream the form to disk under the size limit, then judge the sheet in a worker thread."""
+        declared = request.headers.get("content-length", "")
+        try:
+            if declared.isdigit() and int(declared) > config.max_upload_bytes + FORM_OVERHEAD_BYTES:
+                await drain(request.stream())  # so that a browser shows the answer, not a reset connection
+                raise FormRefused(too_large(config.max_upload_bytes), 413)
+            form = await read_form(request.stream(), request.headers.get("content-type"), config.incoming_path(),
+                                   config.max_upload_bytes, check_token)
+        except FormRefused as refusal:
+            if refusal.status == 413:  # the service sees in its history that a sheet was too big
+                store.save_upload(refused_upload(service_id, None, int(declared) if declared.isdigit() else 0,
+                                                 refusal.message))
+            raise
+        check_token(form.fields)
+        if form.file_path is None or not form.file_name:  # a browser sends an empty part when none was chosen
+            if form.file_path is not None:
+                form.file_path.unlink(missing_ok=True)
+            raise FormRefused("Choose a file to upload: the form arrived without one.", 400)
+        upload, status = await run_in_threadpool(process_upload, store, config, service_id, form)
+        if runner is not None and upload.landing_path:
+            runner.submit(upload)
+        return upload, status
+
+    # --- template and help ---------------------------------------------------------------------
+
+    @app.get("/template", response_class=HTMLResponse)
+    def template_page(request: Request) -> Response:
+        """The template downloads and what goes in each column."""
+        return page(request, "template.html", {"rows": _help_rows()}, session=current(request))
+
+    @app.get("/template.csv")
+    def template_csv_download() -> Response:
+        """The CSV template."""
+        return Response(template_csv(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="attendance-template.csv"'})
+
+    @app.get("/template.xlsx")
+    def template_xlsx_download() -> Response:
+        """The Excel template."""
+        return Response(template_xlsx(),
+                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                        headers={"Content-Disposition": 'attachment; filename="attendance-template.xlsx"'})
+
+    @app.get("/help", response_class=HTMLResponse)
+    def help_page(request: Request) -> Response:
+        """Plain-language help."""
+        return page(request, "help.html", {"rows": _help_rows(), "yes": ", ".join(ATTENDED_YES),
+                                           "no": ", ".join(ATTENDED_NO), "wellbeing": WELLBEING_RANGE},
+                    session=current(request))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """The icon browsers ask for."""
+        return Response((_PACKAGE / "static" / "favicon.svg").read_bytes(), media_type="image/svg+xml")
+
+    # --- JSON API ------------------------------------------------------------------------------
+
+    def api_service(request: Request, *, allow_session: bool) -> tuple[str | None, JSONResponse | None]:
+        """The service an API request speaks for, or the refusal: 401 without a credential, 403 with a bad one."""
+        header = request.headers.get("authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if header and scheme.lower() == "bearer" and credential.strip():
+            found = store.check_credential(credential)
+            if found is None:
+                return None, JSONResponse({"error": "this credential is not valid (unknown or revoked)"}, 403)
+            return found[0], None
+        session = current(request) if allow_session else None
+        if session is not None:
+            return session.service_id, None
+        return None, JSONResponse({"error": "sign in: send Authorization: Bearer <your service's access key>"}, 401,
+                                  headers={"WWW-Authenticate": 'Bearer realm="sprx portal"'})
+
+    @app.post("/api/uploads")
+    async def api_upload(request: Request) -> Response:
+        """Upload a sheet (multipart, field ``file``); the result as JSON (201 accepted, 4xx refused)."""
+        service_id, denied = await run_in_threadpool(api_service, request, allow_session=False)
+        if denied is not None:
+            return denied
+        try:
+            upload, status = await _receive(request, service_id, lambda fields: None)
+        except FormRefused as refusal:
+            return JSONResponse({"verdict": "refused", "message": refusal.message, "queued_for_loading": False},
+                                refusal.status)
+        return JSONResponse(upload.as_json(), status)
+
+    @app.get("/api/uploads")
+    def api_uploads(request: Request) -> Response:
+        """The service's uploads, newest first."""
+        service_id, denied = api_service(request, allow_session=True)
+        if denied is not None:
+            return denied
+        uploads = store.uploads(service_id)
+        refresh_load_status(store, config, uploads)
+        return JSONResponse({"uploads": [upload.as_json() for upload in uploads]})
+
+    @app.get("/api/uploads/{upload_id}")
+    def api_upload_result(request: Request, upload_id: str) -> Response:
+        """One of the service's uploads as JSON (another service's is 404)."""
+        service_id, denied = api_service(request, allow_session=True)
+        if denied is not None:
+            return denied
+        upload = store.upload(service_id, upload_id)
+        if upload is None:
+            return JSONResponse({"error": "no upload with that reference in your service's history"}, 404)
+        refresh_load_status(store, config, [upload])
+        return JSONResponse(upload.as_json())
+
+    return app
+
+
+def _same_origin(request: Request) -> bool:
+    """False when the browser says the request came from another site (no Origin header: a script, allowed)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+
+def _sign_in_form(request: Request, page: Callable[..., HTMLResponse], context: dict, status: int = 200) -> Response:
+    """The sign-in page with a fresh form token, bound to this browser by a cookie only /sign-in sees."""
+    token = secrets.token_urlsafe(32)
+    response = page(request, "sign_in.html", {"csrf_token": token, **context}, status)
+    response.set_cookie(SIGN_IN_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/sign-in")
+    return response
+
+
+def _problem(request: Request, templates: Jinja2Templates, status: int, message: str,
+             session: Session | None = None) -> Response:
+    """A page (or JSON for the API) explaining why a request was refused."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": message}, status)
+    return templates.TemplateResponse(request, "problem.html", {"message": message, "session": session},
+                                      status_code=status)
+

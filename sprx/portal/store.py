@@ -1,0 +1,387 @@
+"""The portal's own state in SQLite under ``$SPRX_HOME/portal/``: services, credentials, sessions, uploads.
+
+Never the pipeline's warehouse: DuckDB allows one writer and the pipeline holds it during runs.
+Credentials are stored only as salted scrypt digests and compared in constant time; a session
+cookie is stored only as its SHA-256. Every connection is short-lived (one per operation), so the
+web app's worker threads never share one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A service id names its folder under landing/vcse/: lower-case letters, digits and inner hyphens.
+SERVICE_ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+# Longest service name shown on the pages.
+MAX_SERVICE_NAME = 120
+# Separates the service id from the secret in a credential ("walks.Qx3..."); never in a service id.
+CREDENTIAL_SEPARATOR = "."
+# Random bytes in a credential's secret (256 bits: guessing is hopeless, so no lock-out is needed).
+SECRET_BYTES = 32
+# scrypt cost (n, r, p): about 16 MB and a few tens of milliseconds per check.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+# Salt bytes per credential.
+SALT_BYTES = 16
+# A salt and digest checked when a credential names no known service, so a miss costs what a hit costs.
+_DECOY_SALT = secrets.token_bytes(SALT_BYTES)
+
+SCHEMA = """
+create table if not exists services (
+    service_id text primary key,
+    name text not null,
+    created_at text not null,
+    revoked_at text
+);
+create table if not exists credentials (
+    credential_id integer primary key autoincrement,
+    service_id text not null references services (service_id),
+    salt blob not null,
+    digest blob not null,
+    created_at text not null,
+    revoked_at text
+);
+create table if not exists sessions (
+    token_digest text primary key,
+    service_id text not null references services (service_id),
+    credential_id integer not null references credentials (credential_id),
+    csrf_token text not null,
+    created_at text not null,
+    expires_at text not null
+);
+create table if not exists uploads (
+    upload_id text primary key,
+    service_id text not null references services (service_id),
+    received_at text not null,
+    original_name text not null,
+    stored_path text,
+    size_bytes integer not null,
+    sha256 text,
+    kind text,
+    verdict text not null,
+    message text not null,
+    rows_received integer not null default 0,
+    rows_accepted integer not null default 0,
+    rows_with_problems integer not null default 0,
+    problems text not null default '[]',
+    problems_total integer not null default 0,
+    notes text not null default '[]',
+    landing_path text,
+    load_status text,
+    load_message text,
+    file_id integer
+);
+create index if not exists uploads_by_service on uploads (service_id, received_at);
+"""
+
+
+def utc_now() -> dt.datetime:
+    """Now in UTC, to the second."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _text(moment: dt.datetime) -> str:
+    """A moment as stored: ISO 8601 in UTC."""
+    return moment.astimezone(dt.UTC).isoformat()
+
+
+def _digest(secret: str, salt: bytes) -> bytes:
+    """The salted scrypt digest of a credential's secret."""
+    return hashlib.scrypt(secret.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+
+
+def _token_digest(token: str) -> str:
+    """What is stored for a session cookie: its SHA-256 (the cookie itself is never stored)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class ServiceError(ValueError):
+    """A service id or name that cannot be used, or a service that does not exist; the message says why."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in service: who it is, the form token that proves a form came from the portal, and when it ends."""
+
+    service_id: str
+    service_name: str
+    csrf_token: str
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a row: the spreadsheet row number, the column, what is wrong and how to fix it."""
+
+    row: int
+    column: str
+    reason: str
+    fix: str
+
+
+@dataclass
+class Upload:
+    """One sheet a service sent and what became of it (counts and reasons only, never a patient identifier).
+
+    ``verdict``: ``accepted`` (every row fine), ``accepted_with_problems`` (some rows need fixing; the
+    rest load), ``refused`` (nothing could be used; the message says why) or ``duplicate`` (the same
+    bytes were accepted before). ``load_status``: None when the sheet was not landed; ``queued`` when
+    it waits in landing/ for the ingest; ``loading``; then the ingest's own status from
+    ``audit.file_loads`` (``loaded``, ``rejected`` ...).
+    """
+
+    upload_id: str
+    service_id: str
+    received_at: dt.datetime
+    original_name: str
+    size_bytes: int
+    verdict: str
+    message: str
+    stored_path: str | None = None
+    sha256: str | None = None
+    kind: str | None = None
+    rows_received: int = 0
+    rows_accepted: int = 0
+    rows_with_problems: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    problems_total: int = 0
+    notes: list[str] = field(default_factory=list)
+    landing_path: str | None = None
+    load_status: str | None = None
+    load_message: str | None = None
+    file_id: int | None = None
+
+    @property
+    def queued(self) -> bool:
+        """True when the sheet was put where the ingest picks it up."""
+        return self.landing_path is not None
+
+    def as_json(self) -> dict:
+        """The upload as the JSON API returns it."""
+        return {
+            "upload_id": self.upload_id,
+            "service_id": self.service_id,
+            "received_at": _text(self.received_at),
+            "file_name": self.original_name,
+            "size_bytes": self.size_bytes,
+            "kind": self.kind,
+            "verdict": self.verdict,
+            "message": self.message,
+            "rows_received": self.rows_received,
+            "rows_accepted": self.rows_accepted,
+            "rows_with_problems": self.rows_with_problems,
+            "problems": [vars(problem) for problem in self.problems],
+            "problems_total": self.problems_total,
+            "notes": self.notes,
+            "queued_for_loading": self.queued,
+            "load_status": self.load_status,
+            "load_message": self.load_message,
+        }
+
+
+class PortalStore:
+    """The portal's SQLite database at ``<portal dir>/portal.sqlite3``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / "portal.sqlite3"
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._connect() as connection:
+            connection.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One short transaction: committed when the block ends, rolled back on error."""
+        connection = sqlite3.connect(self.path, timeout=30)
+        connection.row_factory = sqlite3.Row
+        connection.execute("pragma foreign_keys = on")
+        try:
+            with connection:
+                yield connection
+        finally:
+            connection.close()
+
+    # --- services and credentials --------------------------------------------------------
+
+    def add_service(self, service_id: str, name: str) -> str:
+        """Create a service and return its credential (shown once; only a salted digest is kept)."""
+        if not SERVICE_ID_PATTERN.fullmatch(service_id):
+            raise ServiceError(
+                f"{service_id!r} is not a usable service id: use 1 to 64 lower-case letters, digits and inner "
+                "hyphens (it names the service's folder under landing/vcse/), for example trafford-walks"
+            )
+        name = " ".join(name.split())
+        if not name or len(name) > MAX_SERVICE_NAME:
+            raise ServiceError(f"the service name must be 1 to {MAX_SERVICE_NAME} characters")
+        with self._connect() as connection:
+            if connection.execute("select 1 from services where service_id = ?", [service_id]).fetchone():
+                raise ServiceError(f"service {service_id} already exists; use new-key to issue a new credential")
+            connection.execute("insert into services values (?, ?, ?, null)", [service_id, name, _text(utc_now())])
+            return self._issue(connection, service_id)
+
+    def new_credential(self, service_id: str) -> str:
+        """Revoke a service's credentials and sessions and return a new credential (re-enables a revoked service)."""
+        with self._connect() as connection:
+            self._require(connection, service_id)
+            self._revoke(connection, service_id)
+            connection.execute("update services set revoked_at = null where service_id = ?", [service_id])
+            return self._issue(connection, service_id)
+
+    def revoke_service(self, service_id: str) -> None:
+        """Revoke a service: its credentials stop working and its sessions end at once."""
+        with self._connect() as connection:
+            self._require(connection, service_id)
+            self._revoke(connection, service_id)
+            connection.execute("update services set revoked_at = ? where service_id = ?",
+                               [_text(utc_now()), service_id])
+
+    def services(self) -> list[dict]:
+        """Every service with its state and upload count, for `sprx portal list-services`."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                "select s.service_id, s.name, s.created_at, s.revoked_at, count(u.upload_id) as uploads "
+                "from services s left join uploads u using (service_id) group by s.service_id order by s.service_id"
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+    @staticmethod
+    def _require(connection: sqlite3.Connection, service_id: str) -> None:
+        """Raise ServiceError unless the service exists."""
+        if not connection.execute("select 1 from services where service_id = ?", [service_id]).fetchone():
+            raise ServiceError(f"there is no service {service_id!r}; see sprx portal list-services")
+
+    @staticmethod
+    def _revoke(connection: sqlite3.Connection, service_id: str) -> None:
+        """Revoke a service's live credentials and end its sessions."""
+        connection.execute("update credentials set revoked_at = ? where service_id = ? and revoked_at is null",
+                           [_text(utc_now()), service_id])
+        connection.execute("delete from sessions where service_id = ?", [service_id])
+
+    @staticmethod
+    def _issue(connection: sqlite3.Connection, service_id: str) -> str:
+        """Make a credential for a service: store its salted digest, return it in clear (once)."""
+        secret = secrets.token_urlsafe(SECRET_BYTES)
+        salt = secrets.token_bytes(SALT_BYTES)
+        connection.execute(
+            "insert into credentials (service_id, salt, digest, created_at) values (?, ?, ?, ?)",
+            [service_id, salt, _digest(secret, salt), _text(utc_now())],
+        )
+        return f"{service_id}{CREDENTIAL_SEPARATOR}{secret}"
+
+    def check_credential(self, credential: str) -> tuple[str, int] | None:
+        """The service id and credential id a credential belongs to, or None (unknown, wrong or revoked)."""
+        service_id, _, secret = credential.strip().partition(CREDENTIAL_SEPARATOR)
+        with self._connect() as connection:
+            rows = connection.execute(
+                "select c.credential_id, c.salt, c.digest from credentials c join services s using (service_id) "
+                "where c.service_id = ? and c.revoked_at is null and s.revoked_at is null",
+                [service_id],
+            ).fetchall()
+        if not rows or not secret:
+            _digest(secret or "-", _DECOY_SALT)
+            return None
+        for row in rows:
+            if hmac.compare_digest(_digest(secret, row["salt"]), row["digest"]):
+                return service_id, row["credential_id"]
+        return None
+
+    # --- sessions ------------------------------------------------------------------------
+
+    def start_session(self, service_id: str, credential_id: int, minutes: int) -> str:
+        """Start a session and return its cookie value (stored only as a digest)."""
+        token = secrets.token_urlsafe(SECRET_BYTES)
+        now = utc_now()
+        with self._connect() as connection:
+            connection.execute("delete from sessions where expires_at <= ?", [_text(now)])
+            connection.execute(
+                "insert into sessions values (?, ?, ?, ?, ?, ?)",
+                [_token_digest(token), service_id, credential_id, secrets.token_urlsafe(SECRET_BYTES),
+                 _text(now), _text(now + dt.timedelta(minutes=minutes))],
+            )
+        return token
+
+    def session(self, token: str | None) -> Session | None:
+        """The live session a cookie names, or None (unknown, expired, or its credential or service revoked)."""
+        if not token:
+            return None
+        with self._connect() as connection:
+            row = connection.execute(
+                "select x.service_id, s.name, x.csrf_token, x.expires_at from sessions x "
+                "join services s using (service_id) join credentials c using (credential_id) "
+                "where x.token_digest = ? and x.expires_at > ? and s.revoked_at is null and c.revoked_at is null",
+                [_token_digest(token), _text(utc_now())],
+            ).fetchone()
+        if row is None:
+            return None
+        return Session(row["service_id"], row["name"], row["csrf_token"], dt.datetime.fromisoformat(row["expires_at"]))
+
+    def end_session(self, token: str | None) -> None:
+        """Sign out: forget the session."""
+        if token:
+            with self._connect() as connection:
+                connection.execute("delete from sessions where token_digest = ?", [_token_digest(token)])
+
+    # --- uploads -------------------------------------------------------------------------
+
+    def save_upload(self, upload: Upload) -> None:
+        """Insert or replace an upload's record."""
+        values = {
+            **{name: getattr(upload, name) for name in (
+                "upload_id", "service_id", "original_name", "stored_path", "size_bytes", "sha256", "kind", "verdict",
+                "message", "rows_received", "rows_accepted", "rows_with_problems", "problems_total", "landing_path",
+                "load_status", "load_message", "file_id")},
+            "received_at": _text(upload.received_at),
+            "problems": json.dumps([vars(problem) for problem in upload.problems]),
+            "notes": json.dumps(upload.notes),
+        }
+        names = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self._connect() as connection:
+            connection.execute(f"insert or replace into uploads ({names}) values ({marks})", list(values.values()))
+
+    def upload(self, service_id: str, upload_id: str) -> Upload | None:
+        """One of a service's uploads, or None: another service's upload is never returned."""
+        with self._connect() as connection:
+            row = connection.execute("select * from uploads where service_id = ? and upload_id = ?",
+                                     [service_id, upload_id]).fetchone()
+        return _upload(row) if row else None
+
+    def uploads(self, service_id: str) -> list[Upload]:
+        """A service's uploads, newest first."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                "select * from uploads where service_id = ? order by received_at desc, rowid desc", [service_id]
+            ).fetchall()
+        return [_upload(row) for row in rows]
+
+    def accepted_with_digest(self, service_id: str, sha256: str) -> Upload | None:
+        """An earlier accepted upload of the same bytes by this service, if any."""
+        with self._connect() as connection:
+            row = connection.execute(
+                "select * from uploads where service_id = ? and sha256 = ? and landing_path is not null "
+                "order by received_at limit 1", [service_id, sha256]).fetchone()
+        return _upload(row) if row else None
+
+    def waiting_uploads(self) -> list[Upload]:
+        """Uploads landed but not yet seen in the warehouse's accounting."""
+        with self._connect() as connection:
+            rows = connection.execute("select * from uploads where load_status in ('queued', 'loading')").fetchall()
+        return [_upload(row) for row in rows]
+
+
+def _upload(row: sqlite3.Row) -> Upload:
+    """An upload from its database row."""
+    values = dict(row)
+    values["received_at"] = dt.datetime.fromisoformat(values["received_at"])
+    values["problems"] = [Problem(**problem) for problem in json.loads(values["problems"])]
+    values["notes"] = json.loads(values["notes"])
+    return Upload(**values)

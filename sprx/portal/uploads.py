@@ -1,0 +1,279 @@
+"""What happens to a received sheet: it is kept, judged, recorded, landed for the ingest and (optionally) loaded.
+
+Every sheet that arrived whole is kept byte for byte under ``portal/uploads/<service>/<upload id>``,
+refused ones included (inert: the pipeline never reads that folder), so nothing a service sent is
+lost; only a sheet over the size limit is not kept, since it never arrived whole. A sheet is landed
+in ``landing/vcse/<service>/`` only when accepted, written under a dot-name and renamed (the
+ingest skips dot-files), with its modification time set to the moment it was received, which the
+ingest takes as its extract date. The portal never opens the warehouse for writing: loading runs
+``sprx ingest`` in a child process, and the portal reads ``audit.file_loads`` for the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from flows.lock import WarehouseBusy, warehouse_lock
+from sprx.portal.checks import SheetRefused, check_file_name, check_workbook, content_kind, judge_sheet
+from sprx.portal.forms import ReceivedForm, sentence
+from sprx.portal.store import PortalStore, Upload, utc_now
+from sprx.settings import get_portal_settings, get_settings
+
+# Longest client file name kept for display (the name is never used as a path).
+MAX_DISPLAY_NAME = 100
+# Longest a triggered ingest may run before the portal stops waiting for it.
+INGEST_TIMEOUT_SECONDS = 30 * 60
+# Told to a service whose triggered load did not happen (the reason goes to the server log only).
+LOAD_DEFERRED = ("Your sheet is safely queued; it could not be loaded just now and will load on the next "
+                 "scheduled run.")
+
+log = logging.getLogger("sprx.portal")
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    """Where the portal keeps things and how it behaves; from the SPRX_* settings unless a test builds one."""
+
+    home: Path
+    max_upload_bytes: int
+    session_minutes: int
+    ingest_on_upload: bool
+
+    @classmethod
+    def from_settings(cls) -> PortalConfig:
+        """The configuration the environment describes."""
+        portal = get_portal_settings()
+        return cls(home=get_settings().home, max_upload_bytes=portal.max_upload_bytes,
+                   session_minutes=portal.session_minutes, ingest_on_upload=portal.ingest_on_upload)
+
+    @property
+    def portal_dir(self) -> Path:
+        """The portal's own folder: portal.sqlite3, uploads/, incoming/."""
+        return self.home / "portal"
+
+    @property
+    def incoming_dir(self) -> Path:
+        """Where a sheet streams to while it arrives (dot-names, deleted or moved at once)."""
+        return self.portal_dir / "incoming"
+
+    @property
+    def landing_dir(self) -> Path:
+        """The pipeline's landing folder."""
+        return self.home / "landing"
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The pipeline's warehouse (opened read-only, briefly, to read audit.file_loads)."""
+        return self.home / "warehouse.duckdb"
+
+    def incoming_path(self) -> Path:
+        """A new, unused path for a sheet that is arriving."""
+        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        return self.incoming_dir / f".{secrets.token_hex(16)}.part"
+
+
+def display_name(name: str | None) -> str:
+    """The client's file name made safe to show: printable characters only, shortened."""
+    text = "".join(char for char in (name or "") if unicodedata.category(char)[0] != "C").strip()
+    return (text[: MAX_DISPLAY_NAME - 1] + "…") if len(text) > MAX_DISPLAY_NAME else (text or "(no name)")
+
+
+def refused_upload(service_id: str, file_name: str | None, size_bytes: int, message: str) -> Upload:
+    """The record of a sheet refused before it was kept (over the size limit)."""
+    return Upload(upload_id=secrets.token_hex(8), service_id=service_id, received_at=utc_now(),
+                  original_name=display_name(file_name), size_bytes=size_bytes, verdict="refused",
+                  message=sentence(message))
+
+
+def process_upload(store: PortalStore, config: PortalConfig, service_id: str, form: ReceivedForm) -> tuple[Upload, int]:
+    """Keep, judge, record and (when accepted) land one received sheet; return the record and an HTTP status."""
+    upload = Upload(upload_id=secrets.token_hex(8), service_id=service_id, received_at=utc_now(),
+                    original_name=display_name(form.file_name), size_bytes=form.size_bytes, verdict="refused",
+                    message="", sha256=form.sha256 or None)
+    incoming = form.file_path
+    status = 201
+    try:
+        suffix = check_file_name(form.file_name)
+        if form.size_bytes == 0:
+            raise SheetRefused("the file is empty; expected a header row followed by attendance rows")
+        upload.stored_path = _keep(config, upload, incoming, ".bin")
+        kind = content_kind(config.portal_dir / upload.stored_path, suffix)
+        upload.kind = kind
+        upload.stored_path = _rename(config, upload.stored_path, f".{kind}")
+        stored = config.portal_dir / upload.stored_path
+        if kind == "xlsx":
+            check_workbook(stored)
+        earlier = store.accepted_with_digest(service_id, form.sha256)
+        if earlier is not None:
+            upload.verdict, status = "duplicate", 200
+            upload.message = (f"You already sent this exact file on {earlier.received_at:%d %B %Y at %H:%M} UTC "
+                              f"(upload {earlier.upload_id}); nothing new to load.")
+        else:
+            verdict = judge_sheet(stored, upload.received_at.date())
+            upload.rows_received, upload.rows_accepted = verdict.rows_received, verdict.rows_accepted
+            upload.rows_with_problems = verdict.rows_with_problems
+            upload.problems, upload.problems_total = verdict.problems, verdict.problems_total
+            upload.notes = verdict.notes
+            upload.verdict = "accepted_with_problems" if verdict.rows_with_problems else "accepted"
+            upload.message = _accepted_message(upload)
+            upload.landing_path = land(config, upload, stored)
+            upload.load_status = "queued"
+    except SheetRefused as refusal:
+        upload.verdict, upload.message, status = "refused", refusal.message, refusal.status
+    except Exception as error:  # a fault here, not in the sheet: say so and keep the sheet for the team
+        # only the kind of error is logged: a library's message may quote a cell, and cells hold identifiers
+        log.error("upload %s by %s could not be checked: %s", upload.upload_id, service_id, type(error).__name__)
+        upload.verdict, status = "refused", 500
+        upload.message = (f"The sheet could not be checked because of a fault in the portal. It has been kept; "
+                          f"please tell the ICS data team, quoting reference {upload.upload_id}.")
+    finally:
+        if incoming is not None:
+            incoming.unlink(missing_ok=True)
+    store.save_upload(upload)
+    log.info("upload %s by %s: %s (%s rows, %s with problems)", upload.upload_id, service_id, upload.verdict,
+             upload.rows_received, upload.rows_with_problems)
+    return upload, status
+
+
+def _accepted_message(upload: Upload) -> str:
+    """The one-line summary of an accepted sheet."""
+    received = f"{upload.rows_received} row{'' if upload.rows_received == 1 else 's'}"
+    if not upload.rows_with_problems:
+        return f"All {received} accepted. Thank you."
+    return (f"{upload.rows_accepted} of {received} accepted; {upload.rows_with_problems} need"
+            f"{'s' if upload.rows_with_problems == 1 else ''} fixing (listed below). Fix them in your spreadsheet "
+            "and upload the corrected sheet: it replaces the rows it repeats.")
+
+
+def _keep(config: PortalConfig, upload: Upload, incoming: Path, suffix: str) -> str:
+    """Move the received bytes to the service's kept uploads; the path relative to the portal folder."""
+    relative = Path("uploads") / upload.service_id / f"{upload.upload_id}{suffix}"
+    (config.portal_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+    os.replace(incoming, config.portal_dir / relative)
+    return relative.as_posix()
+
+
+def _rename(config: PortalConfig, relative: str, suffix: str) -> str:
+    """Give a kept upload the suffix its content earned (the reader tells CSV from .xlsx by suffix)."""
+    target = Path(relative).with_suffix(suffix)
+    os.replace(config.portal_dir / relative, config.portal_dir / target)
+    return target.as_posix()
+
+
+def land(config: PortalConfig, upload: Upload, stored: Path) -> str:
+    """Copy an accepted sheet into landing/vcse/<service>/ atomically; its path relative to landing/.
+
+    The name is the server's own (never the client's) and one the ingest accepts: any name ending in
+    the content's suffix, in the service's folder; the ingest reads the service from the folder."""
+    folder = config.landing_dir / "vcse" / upload.service_id
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"portal-{upload.received_at:%Y%m%d-%H%M%S}-{upload.upload_id}{stored.suffix}"
+    temporary = folder / f".{name}.part"
+    with stored.open("rb") as source, temporary.open("xb") as target:
+        shutil.copyfileobj(source, target)
+        target.flush()
+        os.fsync(target.fileno())
+    received = upload.received_at.timestamp()
+    os.utime(temporary, (received, received))
+    os.replace(temporary, folder / name)
+    return f"vcse/{upload.service_id}/{name}"
+
+
+def refresh_load_status(store: PortalStore, config: PortalConfig, uploads: list[Upload]) -> None:
+    """Copy the ingest's outcome from audit.file_loads onto landed uploads still waiting for it.
+
+    Only when there is something to look up, the warehouse is opened read-only for a moment under the
+    pipeline's own lock, taken without waiting: while a run holds it, nothing is read and the uploads
+    stay queued until the next look, and a run never finds the portal in its way for longer."""
+    waiting = [upload for upload in uploads if upload.load_status in ("queued", "loading")]
+    if not waiting or not config.warehouse_path.exists():
+        return
+    try:
+        with (warehouse_lock(config.home, "portal: reading audit.file_loads", 0),
+              duckdb.connect(str(config.warehouse_path), read_only=True) as connection):
+            found = {
+                upload.upload_id: connection.execute(
+                    "select file_id, status, message from audit.file_loads where path = ? and sha256 = ? "
+                    "order by file_id desc limit 1", [upload.landing_path, upload.sha256]).fetchone()
+                for upload in waiting
+            }
+    except (WarehouseBusy, duckdb.Error) as error:  # busy, or not yet created by the pipeline: look again later
+        log.info("audit.file_loads not readable now: %s", type(error).__name__)
+        return
+    for upload in waiting:
+        row = found[upload.upload_id]
+        if row is not None:
+            upload.file_id, upload.load_status, upload.load_message = row[0], row[1], sentence(row[2] or row[1])
+            store.save_upload(upload)
+
+
+class IngestRunner:
+    """Loads accepted sheets one at a time by running `sprx ingest --source vcse PATH` in a child process.
+
+    One at a time because the warehouse allows one writer; a child process so the web app never holds it."""
+
+    def __init__(self, store: PortalStore, config: PortalConfig) -> None:
+        self.store = store
+        self.config = config
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="sprx-portal-ingest", daemon=True)
+        self._thread.start()
+
+    def submit(self, upload: Upload) -> None:
+        """Queue a landed upload for loading."""
+        self._queue.put(upload.upload_id)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every queued load has finished; False on timeout."""
+        done = threading.Event()
+        waiter = threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True)
+        waiter.start()
+        return done.wait(timeout)
+
+    def _work(self) -> None:
+        """The worker: load queued uploads one after another, for as long as the app runs."""
+        while True:
+            upload_id = self._queue.get()
+            try:
+                self._load(upload_id)
+            except Exception:  # one failed load must not stop the worker; the sheet stays queued
+                log.exception("loading upload %s failed", upload_id)
+            finally:
+                self._queue.task_done()
+
+    def _load(self, upload_id: str) -> None:
+        """Run the VCSE ingest for one landed upload and record its outcome from audit.file_loads."""
+        upload = next((u for u in self.store.waiting_uploads() if u.upload_id == upload_id), None)
+        if upload is None:
+            return
+        upload.load_status = "loading"
+        self.store.save_upload(upload)
+        command = [sys.executable, "-m", "sprx", "ingest", "--source", "vcse",
+                   str(self.config.landing_dir / upload.landing_path)]
+        environment = dict(os.environ, SPRX_HOME=str(self.config.home))
+        try:
+            result = subprocess.run(command, env=environment, capture_output=True, text=True,
+                                    timeout=INGEST_TIMEOUT_SECONDS, check=False)
+            failure = result.stderr.strip().splitlines()[-1:] if result.returncode else []
+        except subprocess.TimeoutExpired:
+            failure = [f"timed out after {INGEST_TIMEOUT_SECONDS} s"]
+        upload.load_status = "queued"
+        self.store.save_upload(upload)
+        refresh_load_status(self.store, self.config, [upload])
+        if upload.load_status == "queued":
+            log.warning("upload %s was not loaded: %s", upload_id, failure[0] if failure else "no record")
+            upload.load_message = LOAD_DEFERRED
+            self.store.save_upload(upload)
+
