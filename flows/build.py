@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.lock import warehouse_lock
-from flows.warehouse import connect
+from flows.warehouse import connect, utc_now
 from sprx.settings import DBT_PROJECT_DIR, get_settings
 
 # Node statuses that fail a build (dbt's NodeStatus values): a model or seed error, a failing test, and
@@ -187,10 +187,17 @@ def build(select: tuple[str, ...] = (), full_refresh: bool = False) -> BuildSumm
 
     `select` narrows the build with dbt's selection syntax (default: everything); `full_refresh` rebuilds
     incremental models and seeds from scratch (after `sprx ingest --reprocess`)."""
+    from flows.ingest import record_run, run_id_now
+
     settings = get_settings()
+    run_id, started = run_id_now(), utc_now()
     with warehouse_lock(settings.home, "build", settings.lock_wait_seconds):
         prepare_warehouse(settings.warehouse_path)
         summary = dbt_build(settings.home, tuple(select), full_refresh)
+        record_run(settings, run_id, started, "completed" if summary.success else "failed", {
+            "models_built": summary.models_built, "models_failed": summary.models_failed,
+            "tests_passed": summary.tests_passed, "tests_failed": summary.tests_failed,
+            "seconds": round(summary.seconds, 1)}, quiet=not summary.success, stage="build")
     publish_build_report(summary)
     if not summary.success:
         raise DbtBuildError(summary)

@@ -247,8 +247,8 @@ def ingest(
     settings = get_settings()
     load_key(settings)  # fail before touching anything
     with warehouse_lock(settings.home, "ingest", settings.lock_wait_seconds):
-        run_id, started = _run_id(), utc_now()
-        _record_run(settings, run_id, started, "running")
+        run_id, started = run_id_now(), utc_now()
+        record_run(settings, run_id, started, "running")
         summary = IngestSummary()
         try:
             landing = settings.landing_dir
@@ -263,29 +263,29 @@ def ingest(
             summary.skipped = len(deliveries) - len(summary.files)
             publish_run_report(summary)
         except BaseException:
-            _record_run(settings, run_id, started, "failed", summary.detail(), quiet=True)
+            record_run(settings, run_id, started, "failed", summary.detail(), quiet=True)
             raise
-        _record_run(settings, run_id, started, "completed", summary.detail())
+        record_run(settings, run_id, started, "completed", summary.detail())
     return summary
 
 
-def _run_id() -> str:
+def run_id_now() -> str:
     """This flow run's Prefect id (so that a row in audit.pipeline_runs leads to the run in the UI)."""
     from prefect.runtime import flow_run
 
     return str(flow_run.id or uuid.uuid4())
 
 
-def _record_run(settings: Settings, run_id: str, started: dt.datetime, status: str,
-                detail: dict | None = None, *, quiet: bool = False) -> None:
-    """Record the ingest stage in audit.pipeline_runs and refresh status.json; `quiet` (on the way out of
+def record_run(settings: Settings, run_id: str, started: dt.datetime, status: str,
+               detail: dict | None = None, *, quiet: bool = False, stage: str = "ingest") -> None:
+    """Record a stage (ingest, build, publish) in audit.pipeline_runs and refresh status.json; `quiet` (on the way out of
     a failed run) logs a problem instead of raising it, so that the run's own error is what is seen."""
     from sprx.status import refresh_snapshot
 
     try:
         connection = connect(settings.warehouse_path)
         try:
-            record_stage(connection, run_id, "ingest", started, None if status == "running" else utc_now(), status,
+            record_stage(connection, run_id, stage, started, None if status == "running" else utc_now(), status,
                          detail)
             if status != "running":
                 refresh_snapshot(settings.home, connection)
@@ -417,14 +417,14 @@ def reprocess() -> IngestSummary:
     settings = get_settings()
     load_key(settings)
     with warehouse_lock(settings.home, "reprocess", settings.lock_wait_seconds):
-        run_id, started = _run_id(), utc_now()
+        run_id, started = run_id_now(), utc_now()
         summary = IngestSummary(reprocessed=True)
         try:
             summary.files, summary.skipped = rebuild_raw_zone(run_id)
             summary.archived = archive_landing(run_id)
             publish_run_report(summary)
         except BaseException:
-            _record_run(settings, run_id, started, "failed", summary.detail(), quiet=True)
+            record_run(settings, run_id, started, "failed", summary.detail(), quiet=True)
             raise
-        _record_run(settings, run_id, started, "completed", summary.detail())
+        record_run(settings, run_id, started, "completed", summary.detail())
     return summary

@@ -40,6 +40,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.lock import warehouse_lock
+from flows.warehouse import utc_now
 from sprx.settings import DBT_PROJECT_DIR, get_settings
 
 # The schema of the pipeline's warehouse that analysts get, and its name in their copy.
@@ -252,8 +253,11 @@ def _clear_abandoned(published: Path) -> None:
 @flow(name="publish", persist_result=False)
 def publish() -> PublishSummary:
     """Copy the warehouse's published schema to published/ for analysts, checked, and swap it in atomically."""
+    from flows.ingest import record_run, run_id_now
+
     settings = get_settings()
     started = time.perf_counter()
+    run_id, started_at = run_id_now(), utc_now()
     published = settings.published_dir
     with warehouse_lock(settings.home, "publish", settings.lock_wait_seconds):
         published.mkdir(parents=True, exist_ok=True)
@@ -266,6 +270,7 @@ def publish() -> PublishSummary:
                 published_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
                 folder=str(published), tables=tables)
             swap_release(staging, published, summary)
+            record_run(settings, run_id, started_at, "completed", {"tables": len(tables)}, stage="publish")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     summary.seconds = time.perf_counter() - started

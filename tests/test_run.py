@@ -179,6 +179,12 @@ def test_published_folder_holds_the_published_schema_only(published_home):
     assert names == sorted(manifest["tables"]) and all(name.startswith("pub_") for name in names)
     assert sorted(p.stem for p in (published / "parquet").iterdir()) == names
     assert sorted(p.stem for p in (published / "csv").iterdir()) == names
+    # `sprx status` reports the last build and publish of the run
+    status = subprocess.run([sys.executable, "-m", "sprx", "status", "--json"], capture_output=True, text=True,
+                            env={**os.environ, "SPRX_HOME": str(home)}, check=True)
+    runs = json.loads(status.stdout)["runs"]
+    assert runs["build"]["status"] == runs["publish"]["status"] == "completed"
+    assert runs["build"]["detail"]["tests_failed"] == 0 and runs["publish"]["detail"]["tables"] == len(names)
 
 
 def test_a_run_killed_during_the_build_leaves_the_previous_copy(published_home, api_url):
