@@ -1,35 +1,49 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 with venv):
 #   make demo   install into .venv, then run the main job on the embedded sample feeds
 #   make test   install into .venv with the test tools (and Debian's Chromium for the portal's
-#               browser tests), then run the whole test suite
+#               browser tests, saying so first), then run the whole test suite
+# Every install takes the exact versions in requirements.lock / requirements-test.lock;
+# `make lock` recompiles both from pyproject.toml after a dependency changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+LOCK_ARGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --quiet
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test install install-test browser clean
+.PHONY: demo test install install-test browser lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Re-install whenever pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Re-install whenever pyproject.toml or a lock changes: the locked versions first, then sprx itself.
+$(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml requirements-test.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-test.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+# Recompile both locks from pyproject.toml (for Python 3.11 on Linux), with uv's resolver.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test $(LOCK_ARGS) -o requirements-test.lock
+
 # The portal's browser tests drive Debian's Chromium (never a browser downloaded by `playwright install`);
 # installing it needs root, or sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
-	test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver)
+	@test -x /usr/bin/chromium || { \
+	  echo "make test: installing Debian's chromium and chromium-driver for the portal's browser tests (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 demo: install
 	$(BIN)/sprx demo
