@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 LOCK_ARGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --quiet
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test install install-test browser lock clean
+.PHONY: demo test test-method install install-test browser lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ demo: install
 
 test: install-test browser
 	$(BIN)/python -m pytest
+
+# The effect estimate against truth.json on a generated 20,000-person ICS (several minutes).
+test-method: install-test
+	$(BIN)/python -m pytest -m method tests/dbt/test_method.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -21,7 +21,7 @@ from sprx.portal.cli import add_parser as add_portal_parser
 from sprx.settings import SAMPLE_FEEDS_DIR, SettingsError, get_settings
 
 # Arguments used to generate the committed sample_feeds/ (tests regenerate it byte for byte).
-SAMPLE_FEEDS_ARGS = ("--people", "4000", "--seed", "20261122", "--start", "2024-11-01", "--end", "2026-10-31")
+SAMPLE_FEEDS_ARGS = ("--people", "3000", "--seed", "20261122", "--start", "2022-11-01", "--end", "2026-10-31")
 
 
 class UsageError(Exception):

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from sprx.synthetic.identity import TEST_RANGE_SIZE, NhsNumbers
-from sprx.synthetic.params import AGE_BANDS, CONSULTATION_BANDS, Parameters
+from sprx.synthetic.params import AGE_BANDS, CONSULTATION_BANDS, LOOKBACK_DAYS, OUTCOME_WINDOWS, QUARTER_DAYS, Parameters
 from sprx.synthetic.places import Practice, load_places
 from sprx.synthetic.vcse_services import SERVICES
-from sprx.synthetic.world import CODE_DECLINED, CODE_REFERRAL, FAULT_NONE, OUTCOME_WINDOWS, Block, Grid, simulate_block
+from sprx.synthetic.world import CODE_DECLINED, CODE_REFERRAL, FAULT_NONE, Block, Grid, simulate_block
 from sprx.synthetic.writers import AmbulanceWriter, EmisWriter, Fault, SystmOneWriter, VcseWriter, months_before
 
 # People simulated together; bounds memory (about 60 MB per person-day array at three years).
@@ -138,6 +138,9 @@ def _generate_into(root: Path, params: Parameters, progress: Callable[[str], Non
     return result
 
 
+OUTCOMES = ("gp_consultations", "calls_999", "see_and_convey")
+
+
 class TruthCounter:
     """Counts what the warehouse should find, by the definitions it must use."""
 
@@ -159,7 +162,15 @@ class TruthCounter:
                                                            "engaged": 0} for q in range(1, 6)}
         self.frequent_by_month: dict[str, int] = {}
         self.communal_calls: dict[tuple[str, int, int], int] = {}
-        self.effects: dict[str, float] = {}
+        # (outcome, window) -> [referrals, expected fall, engaged referrals, naive after - before]
+        self.estimands: dict[tuple[str, int], list[float]] = {
+            (outcome, window): [0, 0.0, 0, 0.0]
+            for outcome in OUTCOMES for window in OUTCOME_WINDOWS}
+        self.population_changes = {"joined": 0, "moved_away": 0, "died": 0}
+        # the spans the warehouse observes: GP history from day 0 (EMIS: the final export's report
+        # period), 999 calls over the ambulance files' true coverage
+        self.ambulance_from = ambulance.first_covered_day
+        self.ambulance_to = int(ambulance.file_days[-1]) if ambulance.file_days.size else 0
 
     def add(self, block: Block, practice: Practice, untraced: np.ndarray, homes: list[str]) -> None:
         T = self.grid.days
@@ -177,8 +188,10 @@ class TruthCounter:
         quintile = (block.imd_decile + 1) // 2
         for q in range(1, 6):
             self.by_quintile[q]["registered_at_end"] += int((at_end & (quintile == q)).sum())
-        for key, value in block.effects.items():
-            self.effects[key] = self.effects.get(key, 0.0) + value
+        left = block.leave_day < T
+        self.population_changes["joined"] += int((block.join_day > 0).sum())
+        self.population_changes["died"] += int((left & block.died).sum())
+        self.population_changes["moved_away"] += int((left & ~block.died).sum())
 
         cutoff = self.emis_cutoff if practice.system == "emis" else 0
         codes, sessions = block.codes, block.sessions
@@ -210,6 +223,8 @@ class TruthCounter:
                     counts["declined"] += 1
                     practice_counts["declined"] += 1
                 engaged = [d for d in attended_days if day <= d <= day + ENGAGEMENT_WINDOW_DAYS]
+                if day == block.referral_day[person]:
+                    self._add_estimands(block, int(person), day, bool(engaged), max(cutoff, 0))
                 if engaged:
                     counts["engaged"] += 1
                     practice_counts["engaged"] += 1
@@ -220,6 +235,25 @@ class TruthCounter:
                         practice_counts["sustained"] += 1
         counts["referred_people"] += len(referred_people)
         self._frequent_callers(block, untraced, referred_people)
+
+    def _add_estimands(self, block: Block, person: int, day: int, engaged: bool, gp_from: int) -> None:
+        """Add one referral to each outcome x window whose protocol it meets (docs/methods.md): two
+        years of GP and 999 history observed before the index date, and the window observed after."""
+        if day - LOOKBACK_DAYS < max(gp_from, self.ambulance_from):
+            return
+        linked = block.nhs_number[person] is not None  # 999 calls link by NHS number only
+        visible_calls = (1 - self.params.untraced_call_share) if linked else 0.0
+        for (outcome, window), sums in self.estimands.items():
+            observed_to = self.grid.days if outcome == "gp_consultations" else self.ambulance_to
+            if day + window > observed_to:
+                continue
+            fall = float(block.expected_fall[(outcome, window)][person])
+            sums[0] += 1
+            sums[1] += fall if outcome == "gp_consultations" else fall * visible_calls
+            sums[2] += engaged
+            if outcome == "gp_consultations":
+                before, after = block.gp_before_after[window]
+                sums[3] += int(after[person]) - int(before[person])
 
     def _frequent_callers(self, block: Block, untraced: np.ndarray, referred_people: set[int]) -> None:
         """Apply the national frequent-caller definition to the calls the warehouse will hold."""
@@ -269,25 +303,26 @@ class TruthCounter:
         communal = {(postcode) for (postcode, _, _), calls in self.communal_calls.items()
                     if calls >= FREQUENT_CALLER_RULES["communal_address_calls_in_calendar_month"]}
         self.counts["frequent_caller_communal_addresses"] = len(communal)
-        effects = {}
-        for outcome, prefix in (("gp_consultations", "gp_"), ("calls_999", "calls_")):
-            for window in OUTCOME_WINDOWS:
-                referrals = self.effects.get(f"{prefix}n_{window}", 0.0)
-                fall = self.effects.get(f"{prefix}fall_{window}", 0.0)
-                effects[f"{outcome}_{window}d"] = {
-                    "referrals_with_complete_window": int(referrals),
-                    "expected_change_per_referral": round(-fall / referrals, 4) if referrals else None,
-                }
-            effects[f"{outcome}_relative_effect_among_engaged"] = -(
-                self.params.effect_gp if prefix == "gp_" else self.params.effect_999)
+        effects: dict[str, object] = {}
         naive = {}
-        for window in OUTCOME_WINDOWS:
-            referrals = self.effects.get(f"naive_n_{window}", 0.0)
-            change = self.effects.get(f"naive_change_{window}", 0.0)
-            naive[f"gp_consultations_{window}d"] = {
+        for (outcome, window), (referrals, fall, engaged, change) in sorted(self.estimands.items()):
+            itt = round(-fall / referrals, 4) if referrals else None
+            effects[f"{outcome}_{window}d"] = {
                 "referrals": int(referrals),
-                "mean_after_minus_before": round(change / referrals, 4) if referrals else None,
+                "engaged_referrals": int(engaged),
+                "itt_change_per_referral": itt,
+                "effect_among_engaged": round(-fall / engaged, 4) if engaged else None,
+                # the names earlier versions used, kept for readers of old truth files
+                "referrals_with_complete_window": int(referrals),
+                "expected_change_per_referral": itt,
             }
+            if outcome == "gp_consultations":
+                naive[f"gp_consultations_{window}d"] = {
+                    "referrals": int(referrals),
+                    "mean_after_minus_before": round(change / referrals, 4) if referrals else None,
+                }
+        effects["gp_consultations_relative_effect_among_engaged"] = -self.params.effect_gp
+        effects["calls_999_relative_effect_among_engaged"] = -self.params.effect_999
         fault_rows = sorted((fault.to_json() for fault in faults), key=lambda f: (f["file"], f["row_number"]))
         kinds: dict[str, int] = {}
         for fault in fault_rows:
@@ -296,11 +331,13 @@ class TruthCounter:
             "generator": "sprx sample",
             "parameters": self.params.to_json(),
             "story": (
-                "Referral is more likely for people at a peak of need (many GP consultations in the "
-                "previous year) and in deprived areas; their use of GP and 999 services falls afterwards "
-                "partly by regression to the mean and partly by the true effect among those who engage "
-                "with a VCSE service. Selection is on the matched variables only (practice, sex, age band, "
-                "IMD quintile, prior-year consultation band)."
+                "Referral is more likely for people at a peak of need (many GP consultations in recent "
+                "quarters, 999 calls in the past year) and in deprived areas; their use of GP and 999 services "
+                "falls afterwards partly by regression to the mean and partly by the true effect among those "
+                "who engage with a VCSE service. The daily referral hazard reads only history the warehouse "
+                "can see (finished GP consultations in each of the 8 quarters before the day, 999 calls in the "
+                "4 quarters before it, age, sex, IMD quintile, practice; sprx/synthetic/params.py), plus "
+                "latent need with weight referral_unobserved_need (0 by default: no unobserved confounding)."
             ),
             "definitions": {
                 "population": "people on a practice list at the end of the period (the current GP snapshot), "
@@ -319,7 +356,26 @@ class TruthCounter:
                 "consultation_bands": [label for _, label in CONSULTATION_BANDS],
                 "age_bands": [label for _, label in AGE_BANDS],
                 "faults_excluded": "every count leaves out the rows listed under injected_faults",
+                "estimand_population": (
+                    f"first referral episodes of people in the population whose referral date d has "
+                    f"{LOOKBACK_DAYS} days ({LOOKBACK_DAYS // QUARTER_DAYS} quarters of {QUARTER_DAYS}) of GP and "
+                    f"999 history observed before it, and whose outcome window [d, d + window) lies inside the "
+                    f"outcome's observed span (GP: to the last extract; 999 and see-and-convey: to the day before "
+                    f"the last ambulance file, whose files each cover the 28 days before their date)"
+                ),
+                "itt_change_per_referral": (
+                    "the mean over those referrals of the expected change in events in [d, d + window) caused by "
+                    "the referral (intention to treat: every referral counts, engaged or not); 999 outcomes count "
+                    "only the calls the warehouse can link (traced callers with an NHS number)"
+                ),
+                "effect_among_engaged": (
+                    "the same total change divided by the referrals that engaged (an attended VCSE session within "
+                    f"{ENGAGEMENT_WINDOW_DAYS} days): the effect among those who engage, which an instrumental-"
+                    "variable analysis with referral as the instrument estimates"
+                ),
+                "naive_before_after": "mean of (after - before) finished GP consultations over the same referrals",
             },
+            "population_changes": self.population_changes,
             "counts": self.counts,
             "counts_by_practice": {
                 code: {"system": next(p.system for p in practices if p.code == code), **values}

@@ -4,24 +4,51 @@ The story (written to ``truth.json`` with the values used):
 
 1. Everyone has a baseline rate of GP appointments (by age, sex, deprivation and a personal
    frailty) and of 999 calls. On top of it, "need" comes in episodes (a bereavement, a crisis):
-   an episode multiplies both rates and then fades.
-2. A GP refers a person to social prescribing with a daily chance that rises with the person's
-   finished GP consultations in the previous 365 days (in the bands below) and with deprivation.
-   So people are referred at a peak of need, and their use falls afterwards anyway as the episode
-   fades: regression to the mean.
-3. Referral depends on nothing else about need: within a practice, sex, age band, IMD quintile
-   and prior-year consultation band, who is referred is down to chance. A matched comparison
-   group on exactly those variables therefore removes the regression to the mean, and a
-   difference in differences recovers the true effect (selection on observables, stated here so
-   that nobody mistakes it for a fact about the real world).
+   an episode multiplies both rates and then fades. People join practices, move away and die
+   at the rates below; a person who leaves or dies stops generating events.
+2. A GP refers a person to social prescribing with a daily hazard (the referral model below)
+   that reads only what the warehouse can also read on the referral day: the person's finished
+   GP consultations in each of the eight 91-day quarters before it (recent quarters weigh more,
+   so a rising trend raises the hazard), their 999 calls in the four quarters before it, age,
+   sex, IMD quintile and practice. People are therefore referred at a peak of need, and their use
+   falls afterwards anyway as the episode fades: regression to the mean.
+3. Optionally (``referral_unobserved_need``, default 0) the hazard also rises with the person's
+   current latent need, which no feed shows: an unobserved confounder, for sensitivity analyses.
+   With the default, referral is random given the observed history (selection on observables,
+   stated here so that nobody mistakes it for a fact about the real world), so a comparison
+   matched on that history recovers the true effect.
 4. Some referred people decline; of the rest, some engage with a VCSE service. From their first
    attendance, engaged people's GP appointments and 999 calls fall by the true effect sizes.
+   Referral changes nothing except through engagement (the exclusion restriction of an
+   instrumental-variable analysis), and nobody engages without a referral in the analysis.
+
+The referral model, per person and day d (log of the daily hazard):
+
+    log(referral_daily_hazard)
+    + sum over k = 1..8 of referral_gp_quarter_weights[k] * log(1 + finished GP consultations
+      in [d - 91k, d - 91(k-1)))
+    + referral_999_weight * log(1 + 999 calls in [d - 364, d))
+    + log(referral_by_imd_quintile[quintile]) + log(referral_female) if female
+    + log(referral_under_18) if under 18 + log(referral_65_plus) if 65 or over
+    + practice effect (normal, sd referral_practice_sd, one draw per practice)
+    + referral_unobserved_need * log(latent need multiplier on day d)
+
+A person is referred at most once; care-home residents are never referred.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
+
+# The history the referral model (and the warehouse's matching) reads: quarters of 91 days.
+QUARTER_DAYS = 91
+LOOKBACK_QUARTERS = 8
+LOOKBACK_DAYS = QUARTER_DAYS * LOOKBACK_QUARTERS  # 728: "two years" of history before a referral
+# Outcome windows, in days before and after the referral date.
+OUTCOME_WINDOWS = (90, 180, 365)
+# Share of 999 calls that end in see-and-convey (calls not in category C5, 0.9, times 0.55).
+SEE_AND_CONVEY_SHARE = 0.9 * 0.55
 
 # Prior-year finished GP consultation bands: (lowest count, label). Matching uses the same bands.
 CONSULTATION_BANDS: tuple[tuple[int, str], ...] = (
@@ -51,8 +78,9 @@ class Parameters:
     people: int = 4000
     # Seed of every random draw; the same seed and parameters give the same bytes.
     seed: int = 20261122
-    # First and last day of feed deliveries. GP history starts a year before `start`.
-    start: dt.date = dt.date(2024, 11, 1)
+    # First and last day of feed deliveries. GP history starts a year before `start`; four years of
+    # feeds give two years of history before a referral and a year of follow-up after it.
+    start: dt.date = dt.date(2022, 11, 1)
     end: dt.date = dt.date(2026, 10, 31)
     # Share of delivered rows carrying an injected fault (bad check digit, impossible date, ...).
     error_rate: float = 0.005
@@ -64,12 +92,16 @@ class Parameters:
     systmone_every_days: int = 28
     # Share of SystmOne deliveries sent as a .zip instead of a folder.
     systmone_zip_share: float = 0.5
-    # EMIS reporting period in months: events older than this drop out of an export.
-    emis_reporting_months: int = 36
+    # EMIS reporting period in months: events older than this drop out of an export. Long enough
+    # by default for two years of history before a referral plus a year of follow-up.
+    emis_reporting_months: int = 60
 
     # --- population -------------------------------------------------------------------------
-    # Yearly chance of leaving the practice list (moving away, death).
+    # Yearly chance of leaving the practice list by moving away (deaths are on top, below).
     leave_rate_per_year: float = 0.04
+    # Yearly chance of dying at age 65; it doubles every `death_doubling_years` of age (Gompertz).
+    death_rate_per_year_at_65: float = 0.012
+    death_doubling_years: float = 8.0
     # Joiners during the period, as a share of `people` per year.
     join_rate_per_year: float = 0.04
     # Share of patients with no NHS number on the GP record (temporary residents).
@@ -90,15 +122,24 @@ class Parameters:
     cancelled_by_patient_share: float = 0.04
     cancelled_by_unit_share: float = 0.03
 
-    # --- referral -------------------------------------------------------------------------
-    # Daily referral hazard for the reference person (band 3-5, IMD quintile 3, adult).
-    referral_daily_hazard: float = 0.000007
-    # Multipliers of the hazard by prior-year consultation band (same order as CONSULTATION_BANDS).
-    referral_by_consultation_band: tuple[float, ...] = (0.05, 0.3, 1.0, 4.0, 12.0, 25.0)
+    # --- referral (the model is written out in the module docstring) ------------------------
+    # Daily referral hazard for a man aged 18-64 in IMD quintile 3 with no GP or 999 use.
+    referral_daily_hazard: float = 0.0000025
+    # Weights of log(1 + finished GP consultations) in each 91-day quarter before the day, the
+    # most recent first: recent use weighs more, so rising use raises the hazard.
+    referral_gp_quarter_weights: tuple[float, ...] = (0.9, 0.5, 0.35, 0.25, 0.15, 0.1, 0.1, 0.05)
+    # Weight of log(1 + 999 calls in the 364 days before the day).
+    referral_999_weight: float = 0.4
     # Multipliers by IMD quintile 1 (most deprived) to 5.
     referral_by_imd_quintile: tuple[float, ...] = (1.8, 1.4, 1.0, 0.8, 0.6)
-    # Multiplier for under-18s (rarely referred).
+    # Multipliers for women, under-18s (rarely referred) and people 65 or over.
+    referral_female: float = 1.2
     referral_under_18: float = 0.15
+    referral_65_plus: float = 1.3
+    # Spread (sd of the log multiplier) of practices' referral habits.
+    referral_practice_sd: float = 0.3
+    # The unobserved confounder: weight of log(latent need) in the log hazard (0 = none).
+    referral_unobserved_need: float = 0.0
     # Share of referred people who decline.
     declined_share: float = 0.2
     # Share of those not declining who attend a VCSE session at least once.
@@ -152,6 +193,8 @@ class Parameters:
             raise ValueError("--start and --end must fall between 1990 and 2100")
         if self.emis_every_days < 1 or self.systmone_every_days < 1:
             raise ValueError("delivery cadences must be at least 1 day")
+        if len(self.referral_gp_quarter_weights) != LOOKBACK_QUARTERS:
+            raise ValueError(f"referral_gp_quarter_weights needs {LOOKBACK_QUARTERS} weights")
 
     def to_json(self) -> dict:
         """The parameters as JSON-ready values."""

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sprx.synthetic.identity import NhsNumbers, pick_names
-from sprx.synthetic.params import CONSULTATION_BANDS, Parameters
+from sprx.synthetic.params import (
+    LOOKBACK_QUARTERS,
+    OUTCOME_WINDOWS,
+    QUARTER_DAYS,
+    SEE_AND_CONVEY_SHARE,
+    Parameters,
+)
 from sprx.synthetic.vcse_services import SERVICES
 
 # Five-year age bands 0-4 ... 95-99 and their population weights (an English-town pyramid).
@@ -64,6 +70,7 @@ class Block:
     surname: list[str]
     join_day: np.ndarray
     leave_day: np.ndarray  # T when still registered at the end
+    died: np.ndarray  # True when the person left the list by dying
     care_home: np.ndarray  # -1, or the index of the care home the person lives in
     imd_decile: np.ndarray
     patient_fault: np.ndarray  # FAULT_NHS when the GP record's NHS number is mistyped
@@ -79,8 +86,10 @@ class Block:
     codes: dict[str, np.ndarray] = field(default_factory=dict)
     calls: dict[str, np.ndarray] = field(default_factory=dict)
     sessions: dict[str, np.ndarray] = field(default_factory=dict)
-    # --- truth accumulators ---
-    effects: dict[str, float] = field(default_factory=dict)
+    # --- truth: per referred person, the expected fall caused by engagement in each outcome and
+    # window (NaN for people not referred), and the naive after - before GP change ---
+    expected_fall: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    gp_before_after: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,7 +182,12 @@ def simulate_block(
     # babies join at birth: keep a joiner's date of birth on or before the day they join
     dob = np.minimum(dob, grid.day0_np + join_day.astype("timedelta64[D]"))
     leave_after = rng.exponential(365.0 / params.leave_rate_per_year, n).astype(np.int64) + 1
-    leave_day = np.minimum(join_day + leave_after, T)
+    # deaths: a Gompertz rate by age at joining (doubling every death_doubling_years)
+    age_at_join = age_years + join_day / 365.25 - grid.start_day / 365.25
+    death_rate = params.death_rate_per_year_at_65 * 2.0 ** ((age_at_join - 65.0) / params.death_doubling_years)
+    die_after = rng.exponential(365.0 / np.maximum(death_rate, 1e-9), n).astype(np.int64) + 1
+    died = (die_after < leave_after) & (join_day + die_after < T)
+    leave_day = np.minimum(join_day + np.minimum(leave_after, die_after), T)
     picked = rng.integers(0, len(postcodes), n)
     postcode = [postcodes[i] for i in picked]
     for person in np.nonzero(care_home >= 0)[0]:
@@ -206,28 +220,21 @@ def simulate_block(
     not_finished = appointments - finished
     del appointments
 
-    # --- referral: a daily hazard driven by last year's finished consultations ----------------
-    cumulative = np.cumsum(finished, axis=1, dtype=np.int32)
-    start = grid.start_day
-    prior = cumulative[:, start - 1:T - 1].copy()
-    if start >= 366:
-        prior -= cumulative[:, start - 366:T - 366]
-    thresholds = np.array([low for low, _ in CONSULTATION_BANDS[1:]])
-    band = np.searchsorted(thresholds, prior, side="right")
-    del prior, cumulative
-    hazard = (
-        params.referral_daily_hazard
-        * np.asarray(params.referral_by_consultation_band, dtype=np.float32)[band]
-        * np.asarray(params.referral_by_imd_quintile, dtype=np.float32)[quintile - 1][:, None]
-        * np.where(age_now < 18, params.referral_under_18, 1.0).astype(np.float32)[:, None]
-    )
-    hazard *= registered[:, start:]
-    del band
-    hit = rng.random(hazard.shape, dtype=np.float32) < hazard
-    del hazard
-    referred = hit.any(axis=1) & (care_home < 0)
-    referral_day = np.where(referred, start + hit.argmax(axis=1), -1)
-    del hit
+    # --- 999 calls (before the effect, which thins them below) ---------------------------------
+    calls_rate = np.where(
+        care_home >= 0,
+        params.care_home_calls_per_year,
+        np.where(frequent, params.frequent_caller_calls_per_year,
+                 np.where(young_frequent, 8.0, params.calls_per_year * _calls_multiplier(age_now)
+                          * (1 + 0.08 * (10 - imd)))),
+    ) / 365.0
+    call_lambda = (calls_rate[:, None] * np.where(care_home[:, None] >= 0, 1.0, need) * registered).astype(np.float32)
+    calls = rng.poisson(call_lambda).astype(np.int32)
+
+    # --- referral: the model in params.py, on the history the warehouse can read -----------------
+    referral_day = _referral_days(rng, params, grid, practice_index, finished, calls, need, registered,
+                                  age_now, sex, quintile, care_home)
+    referred = referral_day >= 0
 
     declined = referred & (rng.random(n) < params.declined_share)
     engages = referred & ~declined & (rng.random(n) < params.engaged_share)
@@ -251,6 +258,7 @@ def simulate_block(
     first_attendance_day = np.where(engages, next_session(referral_day + delay), -1)
     first_attendance_day = np.where(first_attendance_day >= T, -1, first_attendance_day)
     adult_unreferred = ~referred & (age_now >= 18) & (care_home < 0)
+    start = grid.start_day
     years = (T - start) / 365.0
     self_referred = adult_unreferred & (rng.random(n) < params.self_referral_share_per_year * years)
     self_start = np.where(self_referred, next_session(rng.integers(start, T, n)), -1)
@@ -259,28 +267,13 @@ def simulate_block(
 
     # --- the true effect, from first attendance ----------------------------------------------
     engaged_rows = np.nonzero(first_attendance_day >= 0)[0]
-    effects = _expected_effects(
-        grid, params, referral_day, first_attendance_day, registered, gp_lambda * finished_share, finished
-    )
-    calls_rate = np.where(
-        care_home >= 0,
-        params.care_home_calls_per_year,
-        np.where(frequent, params.frequent_caller_calls_per_year,
-                 np.where(young_frequent, 8.0, params.calls_per_year * _calls_multiplier(age_now)
-                          * (1 + 0.08 * (10 - imd)))),
-    ) / 365.0
-    call_lambda = (calls_rate[:, None] * np.where(care_home[:, None] >= 0, 1.0, need) * registered).astype(np.float32)
-    del need
-    calls = rng.poisson(call_lambda).astype(np.int32)
-    effects.update(_expected_effects(
-        grid, params, referral_day, first_attendance_day, registered, call_lambda, calls, prefix="calls_",
-        effect=params.effect_999,
-    ))
-    del call_lambda, gp_lambda
+    expected_fall = _expected_falls(
+        params, referral_day, first_attendance_day, gp_lambda * finished_share, call_lambda, T)
+    del call_lambda, gp_lambda, need
     _thin(rng, finished, 1 - params.effect_gp, engaged_rows, first_attendance_day[engaged_rows])
     _thin(rng, not_finished, 1 - params.effect_gp, engaged_rows, first_attendance_day[engaged_rows])
     _thin(rng, calls, 1 - params.effect_999, engaged_rows, first_attendance_day[engaged_rows])
-    effects.update(_naive_change(grid, referral_day, registered, finished))
+    gp_before_after = _before_after(referral_day, finished, T)
     del registered
 
     block = Block(
@@ -295,6 +288,7 @@ def simulate_block(
         surname=surname,
         join_day=join_day,
         leave_day=leave_day,
+        died=died,
         care_home=care_home,
         imd_decile=imd,
         patient_fault=np.zeros(n, dtype=np.int8),
@@ -304,7 +298,8 @@ def simulate_block(
         first_attendance_day=first_attendance_day,
         service=service,
         self_referred=self_referred,
-        effects=effects,
+        expected_fall=expected_fall,
+        gp_before_after=gp_before_after,
     )
     block.appointments = _appointment_events(rng, params, finished, not_finished, age_now)
     block.codes = _code_events(rng, block, T)
@@ -314,52 +309,100 @@ def simulate_block(
     return block
 
 
-OUTCOME_WINDOWS = (90, 180, 365)  # days before and after the referral date
+def _quarter_counts(cumulative: np.ndarray, days: np.ndarray, quarter: int) -> np.ndarray:
+    """Events in [d - 91k, d - 91(k-1)) for each day d (columns), from a person x (T + 1) cumulative sum."""
+    upper = np.clip(days - QUARTER_DAYS * (quarter - 1), 0, None)
+    lower = np.clip(days - QUARTER_DAYS * quarter, 0, None)
+    return cumulative[:, upper] - cumulative[:, lower]
 
 
-def _complete_windows(grid: Grid, referral_day: np.ndarray, registered: np.ndarray):
-    """(person, referral day, window) for every referral whose window lies inside the data and
-    who was registered from a year before it to the window's end (follow-up complete)."""
-    for person in np.nonzero(referral_day >= 0)[0]:
-        day = int(referral_day[person])
-        for window in OUTCOME_WINDOWS:
-            if day - 365 >= 0 and day + window <= grid.days and registered[person, day - 365:day + window].all():
-                yield person, day, window
-
-
-def _expected_effects(
+def _referral_days(
+    rng: np.random.Generator,
+    params: Parameters,
     grid: Grid,
+    practice_index: int,
+    finished: np.ndarray,
+    calls: np.ndarray,
+    need: np.ndarray,
+    registered: np.ndarray,
+    age: np.ndarray,
+    sex: np.ndarray,
+    quintile: np.ndarray,
+    care_home: np.ndarray,
+) -> np.ndarray:
+    """Day of each person's (only) referral, or -1: the daily hazard of the model in params.py."""
+    n, T = finished.shape
+    start = grid.start_day
+    days = np.arange(start, T)
+    zeros = np.zeros((n, 1), dtype=np.int32)
+    gp_cumulative = np.concatenate([zeros, np.cumsum(finished, axis=1, dtype=np.int32)], axis=1)
+    calls_cumulative = np.concatenate([zeros, np.cumsum(calls, axis=1, dtype=np.int32)], axis=1)
+    log_hazard = np.zeros((n, days.size), dtype=np.float32)
+    for quarter in range(1, LOOKBACK_QUARTERS + 1):
+        weight = params.referral_gp_quarter_weights[quarter - 1]
+        log_hazard += weight * np.log1p(_quarter_counts(gp_cumulative, days, quarter).astype(np.float32))
+    year_calls = sum(_quarter_counts(calls_cumulative, days, quarter) for quarter in range(1, 5))
+    log_hazard += params.referral_999_weight * np.log1p(year_calls.astype(np.float32))
+    del gp_cumulative, calls_cumulative, year_calls
+    practice_effect = np.random.default_rng([params.seed, 99, practice_index]).normal(0.0, params.referral_practice_sd)
+    person = (
+        np.log(params.referral_daily_hazard)
+        + practice_effect
+        + np.log(np.asarray(params.referral_by_imd_quintile))[quintile - 1]
+        + np.where(sex == "F", np.log(params.referral_female), 0.0)
+        + np.where(age < 18, np.log(params.referral_under_18), 0.0)
+        + np.where(age >= 65, np.log(params.referral_65_plus), 0.0)
+    ).astype(np.float32)
+    log_hazard += person[:, None]
+    if params.referral_unobserved_need:
+        log_hazard += params.referral_unobserved_need * np.log(need[:, start:])
+    hazard = np.exp(log_hazard) * registered[:, start:]
+    del log_hazard
+    hit = rng.random(hazard.shape, dtype=np.float32) < hazard
+    del hazard
+    referred = hit.any(axis=1) & (care_home < 0)
+    return np.where(referred, start + hit.argmax(axis=1), -1)
+
+
+def _expected_falls(
     params: Parameters,
     referral_day: np.ndarray,
     first_attendance_day: np.ndarray,
-    registered: np.ndarray,
-    expected_rate: np.ndarray,
-    counts: np.ndarray,
-    prefix: str = "gp_",
-    effect: float | None = None,
-) -> dict[str, float]:
-    """Sum, over referrals with complete windows, of the expected fall caused by engagement."""
-    effect = params.effect_gp if effect is None else effect
-    sums: dict[str, float] = {}
-    for person, day, window in _complete_windows(grid, referral_day, registered):
-        first = int(first_attendance_day[person])
-        sums[f"{prefix}n_{window}"] = sums.get(f"{prefix}n_{window}", 0.0) + 1
-        fall = 0.0
-        if 0 <= first < day + window:
-            fall = effect * float(expected_rate[person, first:day + window].sum())
-        sums[f"{prefix}fall_{window}"] = sums.get(f"{prefix}fall_{window}", 0.0) + fall
-    return sums
+    gp_rate: np.ndarray,
+    call_rate: np.ndarray,
+    days: int,
+) -> dict[tuple[str, int], np.ndarray]:
+    """Per person and window, the expected events engagement removes in [referral, referral + window)
+    (NaN for people not referred, 0 for referred people who do not engage in the window)."""
+    n = referral_day.size
+    falls = {(outcome, window): np.full(n, np.nan) for outcome in ("gp_consultations", "calls_999", "see_and_convey")
+             for window in OUTCOME_WINDOWS}
+    for person in np.nonzero(referral_day >= 0)[0]:
+        day, first = int(referral_day[person]), int(first_attendance_day[person])
+        for window in OUTCOME_WINDOWS:
+            gp = calls = 0.0
+            end = min(day + window, days)
+            if 0 <= first < end:
+                gp = params.effect_gp * float(gp_rate[person, first:end].sum())
+                calls = params.effect_999 * float(call_rate[person, first:end].sum())
+            falls[("gp_consultations", window)][person] = gp
+            falls[("calls_999", window)][person] = calls
+            falls[("see_and_convey", window)][person] = SEE_AND_CONVEY_SHARE * calls
+    return falls
 
 
-def _naive_change(grid: Grid, referral_day: np.ndarray, registered: np.ndarray, finished: np.ndarray) -> dict[str, float]:
-    """Sum of (after - before) finished consultations for referrals with complete windows."""
-    sums: dict[str, float] = {}
-    for person, day, window in _complete_windows(grid, referral_day, registered):
-        before = int(finished[person, day - window:day].sum())
-        after = int(finished[person, day:day + window].sum())
-        sums[f"naive_n_{window}"] = sums.get(f"naive_n_{window}", 0.0) + 1
-        sums[f"naive_change_{window}"] = sums.get(f"naive_change_{window}", 0.0) + (after - before)
-    return sums
+def _before_after(referral_day: np.ndarray, finished: np.ndarray, days: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per window, finished consultations in the window before and after each referral (-1 if none)."""
+    result = {}
+    for window in OUTCOME_WINDOWS:
+        before = np.full(referral_day.size, -1)
+        after = np.full(referral_day.size, -1)
+        for person in np.nonzero(referral_day >= 0)[0]:
+            day = int(referral_day[person])
+            before[person] = int(finished[person, max(day - window, 0):day].sum())
+            after[person] = int(finished[person, day:min(day + window, days)].sum())
+        result[window] = (before, after)
+    return result
 
 
 def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -299,7 +299,7 @@ class EmisWriter:
                     f'"Run on: {emis_date(export_date)} 02:00"',
                     f'"Population count: {self.population[(practice.code, export_day)]}"',
                     f'"Organisation: {practice.name.title()}"',
-                    '"Report period: last 36 months"',
+                    f'"Report period: last {self.params.emis_reporting_months} months"',
                     "",
                 ][:style["preamble"]]
                 if style["preamble"] and preamble[-1] != "":

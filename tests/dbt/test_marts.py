@@ -90,7 +90,8 @@ def test_every_published_table_is_built(sample_build: SampleBuild) -> None:
     tables = {table for table, _, _ in published_columns(sample_build.warehouse)}
     assert {"pub_referral_funnel_monthly", "pub_frequent_callers_monthly", "pub_vcse_activity_monthly",
             "pub_data_quality", "pub_data_quality_reasons", "pub_data_quality_coding",
-            "pub_outcomes_by_deprivation"} <= tables
+            "pub_outcomes_by_deprivation", "pub_covariate_balance", "pub_event_study",
+            "pub_effect_sensitivity"} <= tables
 
 
 def test_published_outcomes_are_the_marts_statistics_or_redacted(sample_build: SampleBuild) -> None:
@@ -102,7 +103,7 @@ def test_published_outcomes_are_the_marts_statistics_or_redacted(sample_build: S
             count(*) filter (where published.matched_ci_lower is distinct from case
                 when mart.matched_referral_count > 7 then mart.matched_ci_lower end),
             count(*) filter (where published.naive_mean_change is distinct from case
-                when mart.complete_referral_count > 7 then mart.naive_mean_change end),
+                when mart.target_referral_count > 7 then mart.naive_mean_change end),
             count(*) filter (where published.is_all_quintiles and published.matched_difference_in_differences is not null)
         from published.pub_outcomes_by_deprivation as published
         inner join marts.mart_outcomes_by_deprivation as mart using (outcome_deprivation_key)""")

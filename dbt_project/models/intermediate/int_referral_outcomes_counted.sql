@@ -1,12 +1,20 @@
--- One row per referral episode x subject (the referred person, or one of their matched comparators)
--- x outcome x window: the subject's events in the window days before the index date (the referral
--- date), [index - window, index), and in the window days from it, [index, index + window).
+-- One row per referral episode x subject (the referred person, or a person matched to the referral
+-- as a comparator under any specification of int_comparators_matched) x outcome x window: the
+-- subject's events in the window days before the index date (the referral date),
+-- [index - window, index), and in the window days from it, [index, index + window).
 -- Outcomes: gp_consultations (attended GP consultations), calls_999 (linked 999 calls),
 -- see_and_convey (those calls conveyed to hospital). Windows: var outcome_windows_days.
--- Follow-up is complete when [index - window, index + window) lies entirely inside the subject's
--- observed period for that outcome (int_registration_periods_derived): observed_from_date <=
--- index - window and index + window - 1 <= observed_to_date. A subject with no observed period
--- (not on a practice list now) never has complete follow-up.
+-- events_after counts the whole window: in the primary analysis a comparator referred later stays
+-- in the comparison arm ("not referred now": usual care, which may include a later referral). For
+-- the sensitivity analysis that censors them at their own later referral, follow_up_end_date is
+-- that referral (or the window's end), follow_up_days the days up to it,
+-- events_after_uncensored_days the events in them, and events_after_per_window those events
+-- scaled to the whole window (a rate per window; events_after_per_person_year per 365.25 days).
+-- The referred person's follow-up is complete when
+-- [index - window, index + window) lies entirely inside their observed period for that outcome
+-- (int_registration_periods_derived): observed_from_date <= index - window and
+-- index + window - 1 <= observed_to_date. Deregistration and death are not in the feeds: the
+-- population is the people on a practice list at the extract date (docs/methods.md).
 
 with
 
@@ -41,17 +49,17 @@ subjects as (
         person_key,
         referral_date as index_date,
         'referred' as subject_role,
-        cast(1.0 as double) as subject_weight
+        cast(null as date) as censored_date
     from episodes
 
     union all
 
-    select
+    select distinct
         episode_key,
         person_key,
         index_date,
         'comparator' as subject_role,
-        comparator_weight as subject_weight
+        later_referral_date as censored_date
     from comparators
 
 ),
@@ -108,7 +116,14 @@ subject_windows as (
         outcomes.outcome,
         windows.window_days,
         cast({{ dbt.dateadd('day', '-windows.window_days', 'subjects.index_date') }} as date) as window_start_date,
-        cast({{ dbt.dateadd('day', 'windows.window_days', 'subjects.index_date') }} as date) as window_end_date
+        cast({{ dbt.dateadd('day', 'windows.window_days', 'subjects.index_date') }} as date) as window_end_date,
+        least(
+            cast({{ dbt.dateadd('day', 'windows.window_days', 'subjects.index_date') }} as date),
+            coalesce(
+                subjects.censored_date,
+                cast({{ dbt.dateadd('day', 'windows.window_days', 'subjects.index_date') }} as date)
+            )
+        ) as follow_up_end_date
     from subjects
     cross join outcomes
     cross join windows
@@ -121,14 +136,23 @@ counted as (
         subject_windows.episode_key,
         subject_windows.person_key,
         subject_windows.subject_role,
-        subject_windows.subject_weight,
         subject_windows.index_date,
         subject_windows.outcome,
         subject_windows.window_days,
         subject_windows.window_start_date,
         subject_windows.window_end_date,
+        subject_windows.follow_up_end_date,
+        {{ dbt.datediff('subject_windows.index_date', 'subject_windows.follow_up_end_date', 'day') }}
+            as follow_up_days,
         count(case when outcome_events.event_date < subject_windows.index_date then 1 end) as events_before,
-        count(case when outcome_events.event_date >= subject_windows.index_date then 1 end) as events_after
+        count(case when outcome_events.event_date >= subject_windows.index_date then 1 end) as events_after,
+        count(
+            case
+                when outcome_events.event_date >= subject_windows.index_date
+                    and outcome_events.event_date < subject_windows.follow_up_end_date
+                    then 1
+            end
+        ) as events_after_uncensored_days
     from subject_windows
     left join outcome_events
         on subject_windows.person_key = outcome_events.person_key
@@ -139,12 +163,12 @@ counted as (
         subject_windows.episode_key,
         subject_windows.person_key,
         subject_windows.subject_role,
-        subject_windows.subject_weight,
         subject_windows.index_date,
         subject_windows.outcome,
         subject_windows.window_days,
         subject_windows.window_start_date,
-        subject_windows.window_end_date
+        subject_windows.window_end_date,
+        subject_windows.follow_up_end_date
 
 ),
 
@@ -156,14 +180,25 @@ final as (
         counted.episode_key,
         counted.person_key,
         counted.subject_role,
-        counted.subject_weight,
         counted.index_date,
         counted.outcome,
         counted.window_days,
         counted.window_start_date,
         counted.window_end_date,
+        counted.follow_up_end_date,
+        counted.follow_up_days,
+        counted.follow_up_end_date < counted.window_end_date as is_censored,
         counted.events_before,
         counted.events_after,
+        counted.events_after_uncensored_days,
+        case
+            when counted.follow_up_days > 0
+                then counted.events_after_uncensored_days * counted.window_days / cast(counted.follow_up_days as double)
+        end as events_after_per_window,
+        case
+            when counted.follow_up_days > 0
+                then counted.events_after_uncensored_days * 365.25 / cast(counted.follow_up_days as double)
+        end as events_after_per_person_year,
         counted.events_after - counted.events_before as events_change,
         coalesce(
             registration_periods.observed_from_date <= counted.window_start_date

@@ -2,14 +2,13 @@
 -- period over which the warehouse observes that outcome for the person. The warehouse holds
 -- current GP snapshots only, so registration start dates are not known; the observed period is the
 -- span the feeds cover, for a person on a practice list at the extract date:
---   GP consultations: EMIS Web, from the extract date less emis_history_months (36) to the
---     extract date. SystmOne (a delta feed: a record unchanged since an earlier extract is still
---     current), to the practice's latest loaded extract date, from the practice's earliest loaded
---     extract, or from the practice's earliest SystmOne appointment when that is earlier: the
---     first delta extract carries the practice's back history, which the earliest extract date
---     alone would throw away.
---   999 calls and see-and-convey: from the first loaded ambulance file's extract date less
---     ambulance_file_coverage_days (28) to the last loaded file's extract date.
+--   GP consultations: from the practice's earliest GP consultation in the warehouse (an EMIS Web
+--     report carries its report period, 36 to 60 months; the first SystmOne delta carries the back
+--     history) to the practice's latest extract date (EMIS: the snapshot's; SystmOne: the latest
+--     loaded delta, a record unchanged since an earlier delta being still current).
+--   999 calls and see-and-convey: the ambulance feed's true coverage. Each file holds the calls of
+--     the ambulance_file_coverage_days (28) days before its extract date, so the feed covers
+--     [first file's extract date - 28 days, last file's extract date - 1 day].
 -- A person with several GP records takes the record int_people_linked chose.
 
 with
@@ -32,13 +31,13 @@ activity_events as (
 
 ),
 
-systmone_history as (
+practice_history as (
 
     select
         practice_code,
         min(event_date) as first_event_date
     from activity_events
-    where source = 'systmone' and event_type = 'gp_consultation'
+    where event_type = 'gp_consultation'
     group by practice_code
 
 ),
@@ -61,7 +60,7 @@ ambulance_coverage as (
         cast(
             {{ dbt.dateadd('day', -var('ambulance_file_coverage_days'), 'min(extract_date)') }} as date
         ) as observed_from_date,
-        max(extract_date) as observed_to_date
+        cast({{ dbt.dateadd('day', -1, 'max(extract_date)') }} as date) as observed_to_date
     from file_loads
     where source = 'ambulance' and is_loaded
 
@@ -74,11 +73,14 @@ gp_periods as (
         'gp_consultations' as outcome,
         case
             when people.gp_system = 'emis'
-                then cast({{ dbt.dateadd('month', -var('emis_history_months'), 'people.extract_date') }} as date)
+                then coalesce(
+                        practice_history.first_event_date,
+                        cast({{ dbt.dateadd('month', -var('emis_history_months'), 'people.extract_date') }} as date)
+                    )
             else
                 least(
                     coalesce(systmone_coverage.first_extract_date, people.extract_date),
-                    coalesce(systmone_history.first_event_date, people.extract_date)
+                    coalesce(practice_history.first_event_date, people.extract_date)
                 )
         end as observed_from_date,
         case
@@ -88,8 +90,8 @@ gp_periods as (
     from people
     left join systmone_coverage
         on people.practice_code = systmone_coverage.practice_code
-    left join systmone_history
-        on people.practice_code = systmone_history.practice_code
+    left join practice_history
+        on people.practice_code = practice_history.practice_code
     where people.is_registered
 
 ),

@@ -1,7 +1,10 @@
 -- One row per referral episode x outcome x window: the referred person's events before and after
 -- the referral date (see int_referral_outcomes_counted for the windows and the completeness rule),
--- beside the same counts for their matched comparators (int_comparators_matched) that have
--- complete follow-up, each referral's comparators weighted to 1 (their plain mean).
+-- whether the referral is eligible for the matched analysis (int_matching_risk_sets: two years of
+-- observed history and no earlier referral in the washout), whether it engaged, and its primary
+-- matched contrast (int_referral_contrasts, specification `primary`): the comparators' weighted
+-- before and after counts (after as a rate over the days followed, comparators being censored at
+-- their own later referral) and the difference in differences.
 
 with
 
@@ -11,9 +14,28 @@ episodes as (
 
 ),
 
+engagements as (
+
+    select * from {{ ref('int_referral_engagements_measured') }}
+
+),
+
 outcomes_counted as (
 
     select * from {{ ref('int_referral_outcomes_counted') }}
+
+),
+
+risk_sets as (
+
+    select * from {{ ref('int_matching_risk_sets') }}
+
+),
+
+contrasts as (
+
+    select * from {{ ref('int_referral_contrasts') }}
+    where specification = 'primary'
 
 ),
 
@@ -24,20 +46,11 @@ referred as (
 
 ),
 
-comparators_summarised as (
+eligible as (
 
-    select
-        episode_key,
-        outcome,
-        window_days,
-        count(*) as matched_comparator_count,
-        count(case when has_complete_follow_up then 1 end) as complete_comparator_count,
-        avg(case when has_complete_follow_up then events_before end) as comparator_mean_events_before,
-        avg(case when has_complete_follow_up then events_after end) as comparator_mean_events_after,
-        avg(case when has_complete_follow_up then events_change end) as comparator_mean_change
-    from outcomes_counted
-    where subject_role = 'comparator'
-    group by episode_key, outcome, window_days
+    select distinct episode_key
+    from risk_sets
+    where is_referred
 
 ),
 
@@ -51,10 +64,12 @@ final as (
         referred.index_date as referral_date,
         episodes.practice_code,
         episodes.pcn_code,
+        episodes.{{ 'pcn_code' if var('matching_area') == 'pcn' else 'practice_code' }} as cluster_code,
         episodes.sex,
         episodes.age_band_at_referral,
         episodes.imd_quintile,
         episodes.is_declined,
+        coalesce(engagements.is_engaged, false) as is_engaged,
         referred.outcome,
         referred.window_days,
         referred.window_start_date,
@@ -62,25 +77,37 @@ final as (
         referred.events_before,
         referred.events_after,
         referred.events_change,
+        referred.events_after_per_person_year,
         referred.has_complete_follow_up,
-        coalesce(comparators_summarised.matched_comparator_count, 0) as matched_comparator_count,
-        coalesce(comparators_summarised.complete_comparator_count, 0) as complete_comparator_count,
-        comparators_summarised.comparator_mean_events_before,
-        comparators_summarised.comparator_mean_events_after,
-        comparators_summarised.comparator_mean_change,
-        referred.has_complete_follow_up
-        and coalesce(comparators_summarised.complete_comparator_count, 0) > 0 as is_in_matched_analysis,
+        eligible.episode_key is not null as is_eligible,
+        referred.has_complete_follow_up and eligible.episode_key is not null as is_in_target_population,
+        coalesce(contrasts.comparator_count, 0) as matched_comparator_count,
+        coalesce(contrasts.comparator_count, 0) as complete_comparator_count,
+        coalesce(contrasts.censored_comparator_count, 0) as censored_comparator_count,
+        contrasts.comparator_mean_events_before,
+        contrasts.comparator_mean_events_after,
+        contrasts.comparator_mean_change,
+        referred.has_complete_follow_up and eligible.episode_key is not null
+        and contrasts.episode_key is not null as is_in_matched_analysis,
         case
-            when referred.has_complete_follow_up and comparators_summarised.complete_comparator_count > 0
-                then referred.events_change - comparators_summarised.comparator_mean_change
-        end as matched_difference_in_differences
+            when referred.has_complete_follow_up and eligible.episode_key is not null
+                then contrasts.difference_in_differences
+        end as matched_difference_in_differences,
+        case
+            when referred.has_complete_follow_up and eligible.episode_key is not null
+                then contrasts.unadjusted_difference_in_differences
+        end as matched_unadjusted_difference_in_differences
     from referred
     inner join episodes
         on referred.episode_key = episodes.episode_key
-    left join comparators_summarised
-        on referred.episode_key = comparators_summarised.episode_key
-        and referred.outcome = comparators_summarised.outcome
-        and referred.window_days = comparators_summarised.window_days
+    left join engagements
+        on referred.episode_key = engagements.episode_key
+    left join eligible
+        on referred.episode_key = eligible.episode_key
+    left join contrasts
+        on referred.episode_key = contrasts.episode_key
+        and referred.outcome = contrasts.outcome
+        and referred.window_days = contrasts.window_days
 
 )
 

@@ -1,7 +1,7 @@
--- Every matched comparator is a registered person agreeing with the referral on practice (or PCN,
--- var matching_area), sex and IMD quintile, and on the age band recorded for both; was not
--- referred within the washout; is not the referred person; and no referral has more than
--- matching_ratio comparators. Returns the offending rows (must be none).
+-- Every matched comparator is a member of the referral's risk set (same area and sex, two years
+-- observed, not referred in the washout before the index date or on it: int_matching_risk_sets),
+-- is not the referred person, is matched at the referral's own index date, and no referral has
+-- more comparators than its specification allows. Returns the offending rows (must be none).
 
 with
 
@@ -11,66 +11,43 @@ comparators as (
 
 ),
 
+risk_sets as (
+
+    select * from {{ ref('int_matching_risk_sets') }}
+
+),
+
 episodes as (
 
     select * from {{ ref('int_referral_episodes_opened') }}
 
 ),
 
-people as (
-
-    select * from {{ ref('int_people_linked') }}
-
-),
-
-pcn_memberships as (
-
-    select * from {{ ref('ref_pcn_memberships') }}
-
-),
-
-people_placed as (
-
-    select
-        people.*,
-        pcn_memberships.pcn_code
-    from people
-    left join pcn_memberships
-        on people.practice_code = pcn_memberships.practice_code
-        and pcn_memberships.end_date is null
-
-),
-
-strata_mismatched as (
+outside_risk_set as (
 
     select
         comparators.matched_comparator_key,
-        'strata differ' as problem
+        'not a comparator in the risk set' as problem
     from comparators
-    inner join episodes
-        on comparators.episode_key = episodes.episode_key
-    inner join people_placed as comparator_people
-        on comparators.person_key = comparator_people.person_key
-    where not comparator_people.is_registered
-        or comparator_people.{{ 'pcn_code' if var('matching_area') == 'pcn' else 'practice_code' }}
-        is distinct from comparators.matching_area_code
-        or comparator_people.sex != episodes.sex
-        or comparator_people.imd_quintile != episodes.imd_quintile
-        or comparators.age_band != episodes.age_band_at_referral
-        or comparators.index_date != episodes.referral_date
-        or comparators.person_key = episodes.person_key
+    left join risk_sets
+        on comparators.episode_key = risk_sets.episode_key
+        and comparators.person_key = risk_sets.person_key
+        and not risk_sets.is_referred
+    where risk_sets.risk_set_member_key is null
+        or risk_sets.index_date != comparators.index_date
 
 ),
 
-referred_in_washout as (
+referred_before as (
 
     select
         comparators.matched_comparator_key,
-        'referred in washout' as problem
+        'referred on or before the index date, in the washout' as problem
     from comparators
     inner join episodes
         on comparators.person_key = episodes.person_key
-    where abs({{ dbt.datediff('comparators.index_date', 'episodes.referral_date', 'day') }})
+    where episodes.referral_date <= comparators.index_date
+        and {{ dbt.datediff('episodes.referral_date', 'comparators.index_date', 'day') }}
         <= {{ var('matching_washout_days') }}
 
 ),
@@ -81,13 +58,19 @@ over_ratio as (
         min(matched_comparator_key) as matched_comparator_key,
         'over the ratio' as problem
     from comparators
-    group by episode_key
-    having count(*) > {{ var('matching_ratio') }}
+    group by specification, episode_key
+    having count(*) > max(
+            case specification
+                when 'ratio_1' then 1
+                when 'ratio_10' then 10
+                else {{ var('matching_ratio') }}
+            end
+        )
 
 )
 
-select * from strata_mismatched
+select * from outside_risk_set
 union all
-select * from referred_in_washout
+select * from referred_before
 union all
 select * from over_ratio

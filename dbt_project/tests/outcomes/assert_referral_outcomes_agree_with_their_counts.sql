@@ -23,7 +23,7 @@ recounted as (
         window_days,
         count(*) as referral_count,
         count(case when is_in_matched_analysis then 1 end) as matched_referral_count,
-        avg(case when has_complete_follow_up then events_change end) as naive_mean_change
+        avg(case when is_in_target_population then events_change end) as naive_mean_change
     from referral_outcomes
     group by outcome, window_days
 
@@ -38,7 +38,8 @@ where outcomes_by_deprivation.is_all_quintiles
     and (
         outcomes_by_deprivation.referral_count != recounted.referral_count
         or outcomes_by_deprivation.matched_referral_count != recounted.matched_referral_count
-        or outcomes_by_deprivation.naive_mean_change is distinct from recounted.naive_mean_change
+        or abs(outcomes_by_deprivation.naive_mean_change - recounted.naive_mean_change) > 1e-9
+        or (outcomes_by_deprivation.naive_mean_change is null) != (recounted.naive_mean_change is null)
         or outcomes_by_deprivation.matched_ci_lower > outcomes_by_deprivation.matched_difference_in_differences
         or outcomes_by_deprivation.matched_ci_upper < outcomes_by_deprivation.matched_difference_in_differences
     )

@@ -15,6 +15,9 @@
     ref('pub_data_quality_reasons'),
     ref('pub_data_quality_coding'),
     ref('pub_outcomes_by_deprivation'),
+    ref('pub_covariate_balance'),
+    ref('pub_event_study'),
+    ref('pub_effect_sensitivity'),
 ] %}
 {%- set not_counts = ['file_id', 'window_days'] %}
 {%- set integer_types = [

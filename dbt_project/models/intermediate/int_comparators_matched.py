@@ -1,0 +1,146 @@
+"""Matched comparators by propensity score, per matching specification (a dbt Python model).
+
+One row per specification x referral episode x matched comparator. For each specification (the
+primary one and the sensitivity analyses' variants), a logistic model of being the referred person
+among the risk set at each index date (int_matching_risk_sets, which holds only what was known on
+that date) gives every member a propensity score. Each referral takes up to `ratio` comparators
+from its own risk set (same practice or PCN, same sex) nearest to it on the logit of the score,
+within a caliper of `caliper_sd` standard deviations of the logit; a referral with none inside the
+caliper has no comparators (and leaves the matched analysis, which counts it). Sampling is with
+replacement across referrals: one person can be a comparator for several referrals, each at that
+referral's index date. Ties are broken by person key, so a build is deterministic.
+
+Covariates: log(1 + attended GP consultations) in each of the `lookback_quarters` quarters before
+the index date, log(1 + linked 999 calls) in the four quarters before it and in the four before
+those, age and its square, under 18, 65 or over, female, IMD quintile (unknown as its own level)
+and the matching area (practice or PCN). Specifications: primary (8 quarters, ratio 5, washout as the risk set), lookback_4q (4
+quarters), ratio_1, ratio_10, and washout_728 (no earlier referral in the 728 days before the index
+date, for referred and comparators alike).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+SCHEMA = pa.schema([
+    ("matched_comparator_key", pa.string()), ("specification", pa.string()), ("episode_key", pa.string()),
+    ("person_key", pa.string()), ("index_date", pa.date32()), ("later_referral_date", pa.date32()),
+    ("propensity_score", pa.float64()), ("logit_distance", pa.float64()), ("comparator_rank", pa.int64()),
+    ("comparator_count", pa.int64()), ("comparator_weight", pa.float64()),
+])
+
+
+def _features(frame: pd.DataFrame, quarters: int) -> np.ndarray:
+    """The design matrix of the propensity model (intercept first)."""
+    columns = [np.ones(len(frame))]
+    for quarter in range(1, quarters + 1):
+        columns.append(np.log1p(frame[f"gp_quarter_{quarter}"].to_numpy(dtype=float)))
+    recent = sum(frame[f"calls_999_quarter_{q}"].to_numpy(dtype=float) for q in range(1, 5))
+    older = sum(frame[f"calls_999_quarter_{q}"].to_numpy(dtype=float) for q in range(5, min(quarters, 8) + 1)) \
+        if quarters > 4 else np.zeros(len(frame))
+    columns += [np.log1p(recent), np.log1p(older)]
+    age = frame["age_at_index"].to_numpy(dtype=float) / 10.0
+    columns += [age, age ** 2, (age < 1.8).astype(float), (age >= 6.5).astype(float),
+                frame["is_female"].to_numpy(dtype=float)]
+    quintile = frame["imd_quintile"].fillna(0).to_numpy(dtype=float)
+    for level in (0, 1, 2, 4, 5):  # quintile 3 is the reference level
+        columns.append((quintile == level).astype(float))
+    areas = frame["matching_area_code"].to_numpy()
+    for area in sorted(set(areas))[1:]:  # one indicator per matching area but the first
+        columns.append((areas == area).astype(float))
+    return np.column_stack(columns)
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 25) -> np.ndarray:
+    """Coefficients of a logistic regression by Newton-Raphson, with a small ridge for stability."""
+    beta = np.zeros(x.shape[1])
+    ridge = 1e-4 * np.eye(x.shape[1])
+    ridge[0, 0] = 0.0
+    for _ in range(iterations):
+        eta = np.clip(x @ beta, -30, 30)
+        p = 1.0 / (1.0 + np.exp(-eta))
+        gradient = x.T @ (y - p) - ridge @ beta
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + ridge
+        step = np.linalg.solve(hessian, gradient)
+        beta += step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return beta
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    """No matches, with the column types a match would have."""
+    types = {"specification": "object", "episode_key": "object", "person_key": "object",
+             "index_date": "datetime64[ns]", "later_referral_date": "datetime64[ns]", "propensity_score": "float64",
+             "logit_distance": "float64", "comparator_rank": "int64", "comparator_count": "int64"}
+    return pd.DataFrame({column: pd.Series(dtype=types[column]) for column in columns})
+
+
+def match(risk_sets: pd.DataFrame, *, quarters: int, ratio: int, caliper_sd: float,
+          washout_days: int | None, specification: str) -> pd.DataFrame:
+    """The matched comparators of one specification."""
+    frame = risk_sets
+    if washout_days is not None:
+        # drop members (referred or not) with a referral in the longer washout before the index date
+        gap = (frame["index_date"] - frame["previous_referral_date"]).dt.days
+        frame = frame[~(gap <= washout_days)]
+        frame = frame[frame["episode_key"].isin(frame.loc[frame["is_referred"], "episode_key"])]
+    columns = ["specification", "episode_key", "person_key", "index_date", "later_referral_date",
+               "propensity_score", "logit_distance", "comparator_rank", "comparator_count"]
+    if frame.empty or not frame["is_referred"].any() or frame["is_referred"].all():
+        return _empty(columns)
+    x = _features(frame, quarters)
+    y = frame["is_referred"].to_numpy(dtype=float)
+    logit = x @ _fit_logistic(x, y)
+    frame = frame.assign(logit=logit)
+    caliper = caliper_sd * float(np.std(logit))
+    referred = frame.loc[frame["is_referred"], ["episode_key", "logit"]].rename(columns={"logit": "referred_logit"})
+    candidates = frame[~frame["is_referred"]].merge(referred, on="episode_key")
+    candidates["logit_distance"] = (candidates["logit"] - candidates["referred_logit"]).abs()
+    candidates = candidates[candidates["logit_distance"] <= caliper]
+    candidates = candidates.sort_values(["episode_key", "logit_distance", "person_key"])
+    candidates["comparator_rank"] = candidates.groupby("episode_key").cumcount() + 1
+    kept = candidates[candidates["comparator_rank"] <= ratio].copy()
+    kept["comparator_count"] = kept.groupby("episode_key")["person_key"].transform("size")
+    kept["propensity_score"] = 1.0 / (1.0 + np.exp(-kept["logit"]))
+    kept["specification"] = specification
+    return kept[columns]
+
+
+def model(dbt, session) -> pa.Table:
+    """dbt entry point: every specification's matches in one table."""
+    dbt.config(materialized="table")
+    ratio = int(dbt.config.get("matching_ratio"))
+    quarters = int(dbt.config.get("matching_lookback_quarters"))
+    caliper_sd = float(dbt.config.get("matching_caliper_sd"))
+    risk_sets = dbt.ref("int_matching_risk_sets").df()
+    risk_sets["index_date"] = pd.to_datetime(risk_sets["index_date"])
+    risk_sets["previous_referral_date"] = pd.to_datetime(risk_sets["previous_referral_date"])
+    specifications = [
+        ("primary", quarters, ratio, None),
+        ("lookback_4q", min(4, quarters), ratio, None),
+        ("ratio_1", quarters, 1, None),
+        ("ratio_10", quarters, 10, None),
+        ("washout_728", quarters, ratio, 728),
+    ]
+    frames = [match(risk_sets, quarters=q, ratio=r, caliper_sd=caliper_sd, washout_days=w, specification=name)
+              for name, q, r, w in specifications]
+    matched = pd.concat(frames, ignore_index=True) if any(len(f) for f in frames) else frames[0]
+    matched["specification"] = matched["specification"].astype(str)
+    matched["episode_key"] = matched["episode_key"].astype(str)
+    matched["person_key"] = matched["person_key"].astype(str)
+    matched["matched_comparator_key"] = (
+        matched["specification"] + "|" + matched["episode_key"] + "|" + matched["person_key"])
+    matched["comparator_weight"] = 1.0 / matched["comparator_count"].astype(float)
+    def dates(column: str) -> pd.Series:
+        """Python dates (None for none), typed object even when there are no rows."""
+        values = [None if pd.isna(d) else d.date() for d in pd.to_datetime(matched[column])]
+        return pd.Series(values, index=matched.index, dtype="object")
+
+    matched["index_date"] = dates("index_date")
+    matched["later_referral_date"] = dates("later_referral_date")
+    matched["comparator_rank"] = matched["comparator_rank"].astype("int64")
+    matched["comparator_count"] = matched["comparator_count"].astype("int64")
+    return pa.Table.from_pandas(matched[SCHEMA.names], schema=SCHEMA, preserve_index=False)

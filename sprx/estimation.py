@@ -1,0 +1,87 @@
+"""Statistics shared by the warehouse's estimation models (dbt Python models import it).
+
+Cluster-robust means and ratios, Student's t and chi-square tail probabilities without SciPy, the
+E-value of VanderWeele and Ding (2017). See docs/methods.md for where each is used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+
+def t_quantile(probability: float, freedom: float) -> float:
+    """Student's t quantile (Cornish-Fisher expansion about the normal; exact enough for intervals)."""
+    z = normal_quantile(probability)
+    v = float(freedom)
+    return (z + (z ** 3 + z) / (4 * v) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * v ** 2)
+            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * v ** 3))
+
+
+def normal_quantile(probability: float) -> float:
+    """Inverse of the standard normal distribution function (bisection on math.erf)."""
+    low, high = -10.0, 10.0
+    for _ in range(100):
+        middle = (low + high) / 2
+        if 0.5 * (1 + math.erf(middle / math.sqrt(2))) < probability:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def chi_square_upper_tail(statistic: float, freedom: int) -> float:
+    """P(chi-square with `freedom` degrees of freedom > statistic) by the Wilson-Hilferty approximation."""
+    if freedom <= 0 or statistic is None or not math.isfinite(statistic):
+        return float("nan")
+    k = float(freedom)
+    z = ((statistic / k) ** (1 / 3) - (1 - 2 / (9 * k))) / math.sqrt(2 / (9 * k))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def clustered_mean(values: np.ndarray, clusters: np.ndarray) -> tuple[float, float, int]:
+    """(mean, cluster-robust standard error, number of clusters) of per-referral values."""
+    n = values.size
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    estimate = float(values.mean())
+    sums = pd.Series(values - estimate).groupby(clusters).sum().to_numpy()
+    groups = sums.size
+    if groups < 2:
+        return estimate, float("nan"), groups
+    variance = groups / (groups - 1) * float((sums ** 2).sum()) / n ** 2
+    return estimate, math.sqrt(variance), groups
+
+
+def wald_ratio(did: np.ndarray, engaged: np.ndarray, clusters: np.ndarray) -> tuple[float, float]:
+    """(IV estimate, cluster-robust delta-method standard error) of mean(did) / mean(engaged)."""
+    share = float(engaged.mean()) if engaged.size else 0.0
+    if share == 0:
+        return float("nan"), float("nan")
+    estimate = float(did.mean()) / share
+    influence = (did - estimate * engaged) / share
+    sums = pd.Series(influence).groupby(clusters).sum().to_numpy()
+    if sums.size < 2:
+        return estimate, float("nan")
+    variance = sums.size / (sums.size - 1) * float((sums ** 2).sum()) / did.size ** 2
+    return estimate, math.sqrt(variance)
+
+
+def clustered_covariance(values: np.ndarray, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(column means, cluster-robust covariance of the means, clusters) of a referrals x k matrix."""
+    n = values.shape[0]
+    means = values.mean(axis=0)
+    sums = pd.DataFrame(values - means).groupby(clusters).sum().to_numpy()
+    groups = sums.shape[0]
+    covariance = groups / max(groups - 1, 1) * (sums.T @ sums) / n ** 2
+    return means, covariance, groups
+
+
+def e_value(ratio: float) -> float:
+    """E-value of a risk (rate) ratio: the confounding strength that could explain it away."""
+    if ratio is None or not math.isfinite(ratio) or ratio <= 0:
+        return float("nan")
+    ratio = 1 / ratio if ratio < 1 else ratio
+    return ratio + math.sqrt(ratio * (ratio - 1))
