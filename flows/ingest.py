@@ -26,7 +26,8 @@ from flows.archive import ARCHIVED_STATUSES, archive_dir, archive_relative, arch
 from flows.lock import warehouse_lock
 from flows.load import SOURCES, Delivery, FileResult, Loader, file_sha256
 from flows.pseudonymise import load_key
-from flows.warehouse import connect, record_stage, utc_now
+from flows.warehouse import close_abandoned_runs, connect, record_stage, utc_now
+from sprx.output import progress_advance, progress_begin, progress_end
 from sprx.settings import Settings, get_settings
 
 # Where each source's files arrive, under landing/.
@@ -191,6 +192,7 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
             if recorded is not None and not (accepted and recorded == "held"):
                 if recorded in ARCHIVED_STATUSES:
                     archived += archive_delivery(loader, delivery, archive)
+                progress_advance()
                 continue
             result = loader.load(delivery, accept=accepted)
             logger.info("%s %s: %s received, %s loaded, %s rejected", result.status, result.relative,
@@ -198,6 +200,7 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
             results.append(result)
             if result.status in ARCHIVED_STATUSES:
                 archived += archive_delivery(loader, delivery, archive)
+            progress_advance()
     finally:
         connection.close()
     return results, archived
@@ -254,12 +257,14 @@ def ingest(
             landing = settings.landing_dir
             deliveries = discover_files(landing, tuple(sources), tuple(Path(p) for p in paths) + tuple(
                 landing / a for a in accept))
+            progress_begin(len(deliveries))
             for family, members in FAMILIES.items():
                 chosen = [d for d in deliveries if d.source in members]
                 if chosen:
                     results, archived = FAMILY_FLOWS[family](chosen, tuple(accept), run_id)
                     summary.files.extend(results)
                     summary.archived += archived
+            progress_end()
             summary.skipped = len(deliveries) - len(summary.files)
             publish_run_report(summary)
         except BaseException:
@@ -279,16 +284,21 @@ def run_id_now() -> str:
 def record_run(settings: Settings, run_id: str, started: dt.datetime, status: str,
                detail: dict | None = None, *, quiet: bool = False, stage: str = "ingest") -> None:
     """Record a stage (ingest, build, publish) in audit.pipeline_runs and refresh status.json; `quiet` (on the way out of
-    a failed run) logs a problem instead of raising it, so that the run's own error is what is seen."""
+    a failed run) logs a problem instead of raising it, so that the run's own error is what is seen.
+
+    A stage starting ("running", under the warehouse lock) first closes as abandoned any stage that a dead
+    process left running."""
     from sprx.status import refresh_snapshot
 
     try:
         connection = connect(settings.warehouse_path)
         try:
+            if status == "running" and (closed := close_abandoned_runs(connection, run_id)):
+                get_run_logger().warning("%d stage(s) left running by a process that died are now recorded as "
+                                         "abandoned", closed)
             record_stage(connection, run_id, stage, started, None if status == "running" else utc_now(), status,
                          detail)
-            if status != "running":
-                refresh_snapshot(settings.home, connection)
+            refresh_snapshot(settings.home, connection)
         finally:
             connection.close()
     except Exception as error:
