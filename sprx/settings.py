@@ -38,6 +38,9 @@ class Settings:
     schedule_vcse: str = "*/15 * * * *"
     # Time zone the cron schedules are read in (UK local time, so 02:30 stays 02:30 across clock changes).
     schedule_timezone: str = "Europe/London"
+    # SPRX_LANDING_SETTLE_SECONDS: a landed file is taken only once its size and modification time have not
+    # changed for this long (a sender still writing it is waited for, then left for the next run).
+    landing_settle_seconds: float = 30.0
 
     @property
     def landing_dir(self) -> Path:
@@ -83,6 +86,7 @@ def get_settings() -> Settings:
         schedule_ambulance=os.environ.get("SPRX_SCHEDULE_AMBULANCE") or defaults.schedule_ambulance,
         schedule_vcse=os.environ.get("SPRX_SCHEDULE_VCSE") or defaults.schedule_vcse,
         schedule_timezone=os.environ.get("SPRX_SCHEDULE_TIMEZONE") or defaults.schedule_timezone,
+        landing_settle_seconds=_seconds("SPRX_LANDING_SETTLE_SECONDS", defaults.landing_settle_seconds),
     )
 
 
