@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sprx import __version__
 from sprx.portal.cli import add_parser as add_portal_parser
+from sprx.permissions import private_dir, private_file
 from sprx.settings import SAMPLE_FEEDS_DIR, SettingsError, get_settings
 
 # Arguments used to generate the committed sample_feeds/ (tests regenerate it byte for byte).
@@ -167,7 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     landing = settings.landing_dir
-    landing.mkdir(parents=True, exist_ok=True)
+    private_dir(landing)  # the sample's (synthetic) identifiers are treated like real ones
     archive = settings.home / "archive"  # flows.archive.ARCHIVE_DIR: files already taken are not landed again
     copied = 0
     for source in sorted(SAMPLE_FEEDS_DIR.rglob("*")):
@@ -176,8 +177,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             continue
         target = landing / relative
         if not target.exists() and not (archive / relative).exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(target.parent)
             shutil.copy2(source, target)
+            private_file(target)
             copied += 1
     truth = json.loads(truth_path.read_text(encoding="utf-8"))
     print(f"Landed {copied} new file(s) from {SAMPLE_FEEDS_DIR} into {landing}")
@@ -253,6 +255,9 @@ def summarise_ingest(summary) -> str:
     ]
     if getattr(summary, "archived", 0):
         lines.append(f"  {summary.archived} file(s) moved to archive/ (kept read-only)")
+    if getattr(summary, "arriving", None):
+        lines.append(f"  {len(summary.arriving)} file(s) still being written, left in landing/ for the next run: "
+                     + ", ".join(summary.arriving[:5]) + (" ..." if len(summary.arriving) > 5 else ""))
     for result in summary.files:
         if result.status in ("held", "rejected"):
             lines.append(f"  {result.status}: {result.relative}: {result.message}")

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import sqlite3
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sprx.permissions import open_private, private_dir, private_file
 
 # A service id names its folder under landing/vcse/: lower-case letters, digits and inner hyphens.
 SERVICE_ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
@@ -194,7 +197,10 @@ class PortalStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / "portal.sqlite3"
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder, enforce=True)  # credentials, uploads: the service account's alone
+        if not self.path.exists():  # SQLite gives its journal files the database's mode
+            os.close(open_private(self.path, os.O_WRONLY | os.O_CREAT))
+        private_file(self.path)
         with self._connect() as connection:
             connection.executescript(SCHEMA)
 
