@@ -62,6 +62,11 @@ create table if not exists audit.pipeline_runs (
     primary key (run_id, stage)
 );
 
+create table if not exists audit.pseudonymisation_key (
+    fingerprint varchar not null,        -- HMAC-SHA256 of a fixed label under the key: tells keys apart, reveals nothing
+    recorded_at timestamp not null       -- when this warehouse first loaded under it (UTC)
+);
+
 create table if not exists audit.rejected_rows (
     file_id bigint not null,             -- audit.file_loads.file_id
     path varchar not null,               -- the file (for a SystmOne delivery, the table inside it)

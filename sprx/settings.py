@@ -43,6 +43,9 @@ class Settings:
     prefect_startup_timeout_seconds: float = 300.0
     # SPRX_VERBOSE=1 (or --verbose): Prefect's and dbt's own log lines on the console, not only in $SPRX_HOME/logs/.
     verbose: bool = False
+    # SPRX_LANDING_SETTLE_SECONDS: a landed file is taken only once its size and modification time have not
+    # changed for this long (a sender still writing it is waited for, then left for the next run).
+    landing_settle_seconds: float = 30.0
 
     @property
     def landing_dir(self) -> Path:
@@ -91,6 +94,7 @@ def get_settings() -> Settings:
         prefect_startup_timeout_seconds=_seconds("SPRX_PREFECT_STARTUP_TIMEOUT_SECONDS",
                                                  defaults.prefect_startup_timeout_seconds),
         verbose=os.environ.get("SPRX_VERBOSE", "").strip().lower() in ("1", "true", "yes"),
+        landing_settle_seconds=_seconds("SPRX_LANDING_SETTLE_SECONDS", defaults.landing_settle_seconds),
     )
 
 
