@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import io
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -31,7 +32,8 @@ from flows.sources.vcse import ATTENDED_NO, ATTENDED_YES, HEADINGS, REQUIRED_COL
 from schemas.vcse import VcseAttendance
 from sprx.portal.checks import MAX_SHEET_ROWS
 from sprx.portal.forms import FormRefused, drain, read_form, too_large
-from sprx.portal.store import PortalStore, Session, Upload
+from sprx.portal.guard import Guard, RateLimited
+from sprx.portal.store import PortalStore, Session, Upload, credential_service
 from sprx.portal.uploads import IngestRunner, PortalConfig, process_upload, refresh_load_status, refused_upload
 
 # The session cookie (its value is stored only as a digest).
@@ -64,6 +66,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+# Sent with every response when the portal is reached over HTTPS (or SPRX_PORTAL_HSTS says TLS ends at a proxy):
+# browsers then refuse plain HTTP to it for a year.
+HSTS_HEADER = "max-age=31536000; includeSubDomains"
 # What each verdict is called on the pages.
 VERDICT_LABELS = {
     "accepted": "Accepted",
@@ -82,6 +87,8 @@ LOAD_LABELS = {
 }
 
 _PACKAGE = files("sprx.portal")
+
+log = logging.getLogger("sprx.portal")
 
 
 def template_headings() -> list[str]:
@@ -129,8 +136,9 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
     config = config or PortalConfig.from_settings()
     store = PortalStore(config.portal_dir)
     runner = IngestRunner(store, config) if config.ingest_on_upload else None
+    guard = Guard(config.portal.rate_limit, config.portal.sign_in_rate_limit, config.portal.upload_rate_limit)
     app = FastAPI(title="sprx upload portal", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.config, app.state.store, app.state.runner = config, store, runner
+    app.state.config, app.state.store, app.state.runner, app.state.guard = config, store, runner, guard
     templates = Jinja2Templates(directory=str(_PACKAGE / "templates"))
     templates.env.globals.update(verdict_labels=VERDICT_LABELS, load_labels=LOAD_LABELS,
                                  max_mb=f"{config.max_upload_bytes / 1024 / 1024:.0f}", max_rows=f"{MAX_SHEET_ROWS:,}")
@@ -138,13 +146,21 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Add the security headers; refuse a cross-site form before its body is read."""
-        if request.method == "POST" and not _same_origin(request):
-            response: Response = _problem(request, templates, 403, "This form was sent from another site, so it "
-                                          "was refused. Open the portal's own page and try again.")
+        """Count the request against its client's limit; refuse a cross-site form before its body is read; add
+        the security headers (HSTS when the request came over HTTPS, as the trusted proxy reports it)."""
+        try:
+            guard.request(_client(request))
+        except RateLimited as limited:
+            response: Response = _too_many(request, templates, limited)
         else:
-            response = await call_next(request)
+            if request.method == "POST" and not _same_origin(request):
+                response = _problem(request, templates, 403, "This form was sent from another site, so it "
+                                    "was refused. Open the portal's own page and try again.")
+            else:
+                response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
+        if request.url.scheme == "https" or config.portal.hsts:
+            response.headers["Strict-Transport-Security"] = HSTS_HEADER
         if not request.url.path.startswith("/static/"):
             response.headers["Cache-Control"] = "no-store"
         return response
@@ -157,6 +173,38 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
     def current(request: Request) -> Session | None:
         """The signed-in service's live session, if any."""
         return store.session(request.cookies.get(SESSION_COOKIE))
+
+    def authenticate(request: Request, credential: str, via: str) -> tuple[str, int] | None:
+        """The service id and credential id of a valid access key, else None; RateLimited past the key-check limits.
+
+        A malformed key costs nothing; a key that passed lately costs a database look-up; any other key
+        counts against the key-check limits before its scrypt. Each refusal is logged with the client and the
+        service the key named, never the key."""
+        client = _client(request)
+        service_id = credential_service(credential)
+        if service_id is None:
+            named, dot, _ = credential.strip().partition(".")
+            tried = named if dot and credential_service(f"{named}.{'x' * 43}") else "(none recognisable)"
+            log.warning("%s refused from %s for service %s: the key is not in the form of an access key",
+                        via, client, tried)
+            return None
+        credential = credential.strip()
+        remembered = guard.remembered(credential)
+        if remembered is not None and store.live_credential(remembered) == service_id:
+            return service_id, remembered
+        try:
+            guard.key_check(client, service_id)
+        except RateLimited:
+            log.warning("%s refused from %s for service %s: too many key checks", via, client, service_id)
+            raise
+        found = store.check_credential(credential)
+        if found is None:
+            guard.key_failed(service_id)
+            log.warning("%s refused from %s for service %s: unknown service, or a wrong or revoked key",
+                        via, client, service_id)
+            return None
+        guard.remember(credential, found[1])
+        return found
 
     def to_sign_in() -> RedirectResponse:
         """Send the browser to sign in."""
@@ -182,7 +230,12 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
             return _sign_in_form(request, page, {"form_error": "The sign-in form had expired. Please try again."}, 403)
         credential = str(form.get("credential", "")).strip()
-        found = await run_in_threadpool(store.check_credential, credential) if credential else None
+        try:
+            found = await run_in_threadpool(authenticate, request, credential, "sign-in") if credential else None
+        except RateLimited as limited:
+            response = _sign_in_form(request, page, {"credential_error": limited.message}, 429)
+            response.headers["Retry-After"] = str(limited.retry_after)
+            return response
         if found is None:
             error = ("Enter your service's access key." if not credential else
                      "That access key is not valid. Check you copied all of it, or ask the ICS data team for a "
@@ -233,6 +286,10 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
             upload, _ = await _receive(request, session.service_id, check_token)
         except FormRefused as refusal:
             return page(request, "upload.html", {"file_error": refusal.message}, refusal.status, session)
+        except RateLimited as limited:
+            response = page(request, "upload.html", {"file_error": limited.message}, 429, session)
+            response.headers["Retry-After"] = str(limited.retry_after)
+            return response
         return RedirectResponse(f"/uploads/{upload.upload_id}", status_code=303)
 
     @app.get("/uploads", response_class=HTMLResponse)
@@ -262,6 +319,11 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
                        check_token: Callable[[dict[str, str]], None]) -> tuple[Upload, int]:
         """Stream the form to disk under the size limit, then judge the sheet in a worker thread."""
         declared = request.headers.get("content-length", "")
+        try:
+            guard.upload(_client(request), service_id)
+        except RateLimited:
+            await drain(request.stream())
+            raise
         try:
             if declared.isdigit() and int(declared) > config.max_upload_bytes + FORM_OVERHEAD_BYTES:
                 await drain(request.stream())  # so that a browser shows the answer, not a reset connection
@@ -322,7 +384,7 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         header = request.headers.get("authorization", "")
         scheme, _, credential = header.partition(" ")
         if header and scheme.lower() == "bearer" and credential.strip():
-            found = store.check_credential(credential)
+            found = authenticate(request, credential, "API key")
             if found is None:
                 return None, JSONResponse({"error": "this credential is not valid (unknown or revoked)"}, 403)
             return found[0], None
@@ -335,20 +397,25 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
     @app.post("/api/uploads")
     async def api_upload(request: Request) -> Response:
         """Upload a sheet (multipart, field ``file``); the result as JSON (201 accepted, 4xx refused)."""
-        service_id, denied = await run_in_threadpool(api_service, request, allow_session=False)
-        if denied is not None:
-            return denied
         try:
+            service_id, denied = await run_in_threadpool(api_service, request, allow_session=False)
+            if denied is not None:
+                return denied
             upload, status = await _receive(request, service_id, lambda fields: None)
         except FormRefused as refusal:
             return JSONResponse({"verdict": "refused", "message": refusal.message, "queued_for_loading": False},
                                 refusal.status)
+        except RateLimited as limited:
+            return _too_many(request, templates, limited)
         return JSONResponse(upload.as_json(), status)
 
     @app.get("/api/uploads")
     def api_uploads(request: Request) -> Response:
         """The service's uploads, newest first."""
-        service_id, denied = api_service(request, allow_session=True)
+        try:
+            service_id, denied = api_service(request, allow_session=True)
+        except RateLimited as limited:
+            return _too_many(request, templates, limited)
         if denied is not None:
             return denied
         uploads = store.uploads(service_id)
@@ -358,7 +425,10 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
     @app.get("/api/uploads/{upload_id}")
     def api_upload_result(request: Request, upload_id: str) -> Response:
         """One of the service's uploads as JSON (another service's is 404)."""
-        service_id, denied = api_service(request, allow_session=True)
+        try:
+            service_id, denied = api_service(request, allow_session=True)
+        except RateLimited as limited:
+            return _too_many(request, templates, limited)
         if denied is not None:
             return denied
         upload = store.upload(service_id, upload_id)
@@ -368,6 +438,18 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         return JSONResponse(upload.as_json())
 
     return app
+
+
+def _client(request: Request) -> str:
+    """The client's address (the proxy's X-Forwarded-For when the proxy is trusted: uvicorn applies it)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _too_many(request: Request, templates: Jinja2Templates, limited: RateLimited) -> Response:
+    """429 with Retry-After: a page, or JSON for the API."""
+    response = _problem(request, templates, 429, limited.message)
+    response.headers["Retry-After"] = str(limited.retry_after)
+    return response
 
 
 def _same_origin(request: Request) -> bool:

@@ -110,9 +110,8 @@ def cmd_list_services(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the portal until stopped."""
-    import uvicorn
-
     from sprx.portal.app import create_app
+    from sprx.portal.server import build_server
 
     try:
         settings = get_portal_settings()
@@ -122,5 +121,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = args.host or settings.host, args.port or settings.port
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     print(f"Upload portal on http://{host}:{port}/ (stop with Ctrl+C)", file=sys.stderr)
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", server_header=False, proxy_headers=True)
+    build_server(create_app(), settings, host, port).run()
     return 0

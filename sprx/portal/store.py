@@ -15,6 +15,7 @@ import json
 import re
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,11 @@ SECRET_BYTES = 32
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 # Salt bytes per credential.
 SALT_BYTES = 16
+# A credential's shape: the service id, the separator, then token_urlsafe(SECRET_BYTES) (43 URL-safe characters).
+# Anything else is refused before any scrypt is spent on it.
+CREDENTIAL_PATTERN = re.compile(rf"({SERVICE_ID_PATTERN.pattern})\.[A-Za-z0-9_-]{{43}}")
+# Most scrypt checks run at once (each takes 16 MB): more wait their turn, so a flood cannot exhaust memory.
+SCRYPT_AT_ONCE = threading.BoundedSemaphore(2)
 # A salt and digest checked when a credential names no known service, so a miss costs what a hit costs.
 _DECOY_SALT = secrets.token_bytes(SALT_BYTES)
 
@@ -95,8 +101,15 @@ def _text(moment: dt.datetime) -> str:
 
 
 def _digest(secret: str, salt: bytes) -> bytes:
-    """The salted scrypt digest of a credential's secret."""
-    return hashlib.scrypt(secret.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    """The salted scrypt digest of a credential's secret (at most SCRYPT_AT_ONCE computed at a time)."""
+    with SCRYPT_AT_ONCE:
+        return hashlib.scrypt(secret.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+
+
+def credential_service(credential: str) -> str | None:
+    """The service id a credential names when it has the shape of a real one, else None (costs no scrypt)."""
+    match = CREDENTIAL_PATTERN.fullmatch(credential.strip())
+    return match.group(1) if match else None
 
 
 def _token_digest(token: str) -> str:
@@ -278,7 +291,12 @@ class PortalStore:
         return f"{service_id}{CREDENTIAL_SEPARATOR}{secret}"
 
     def check_credential(self, credential: str) -> tuple[str, int] | None:
-        """The service id and credential id a credential belongs to, or None (unknown, wrong or revoked)."""
+        """The service id and credential id a credential belongs to, or None (malformed, unknown, wrong or revoked).
+
+        A malformed credential is refused at once; a well-formed one costs an scrypt whether or not its
+        service exists, so a miss takes as long as a hit."""
+        if credential_service(credential) is None:
+            return None
         service_id, _, secret = credential.strip().partition(CREDENTIAL_SEPARATOR)
         with self._connect() as connection:
             rows = connection.execute(
@@ -293,6 +311,15 @@ class PortalStore:
             if hmac.compare_digest(_digest(secret, row["salt"]), row["digest"]):
                 return service_id, row["credential_id"]
         return None
+
+    def live_credential(self, credential_id: int) -> str | None:
+        """The service a credential belongs to while neither it nor its service is revoked, else None."""
+        with self._connect() as connection:
+            row = connection.execute(
+                "select c.service_id from credentials c join services s using (service_id) "
+                "where c.credential_id = ? and c.revoked_at is null and s.revoked_at is null", [credential_id]
+            ).fetchone()
+        return row["service_id"] if row else None
 
     # --- sessions ------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -29,7 +29,7 @@ from flows.lock import WarehouseBusy, warehouse_lock
 from sprx.portal.checks import SheetRefused, check_file_name, check_workbook, content_kind, judge_sheet
 from sprx.portal.forms import ReceivedForm, sentence
 from sprx.portal.store import PortalStore, Upload, utc_now
-from sprx.settings import get_portal_settings, get_settings
+from sprx.settings import PortalSettings, get_portal_settings, get_settings
 
 # Longest client file name kept for display (the name is never used as a path).
 MAX_DISPLAY_NAME = 100
@@ -50,13 +50,15 @@ class PortalConfig:
     max_upload_bytes: int
     session_minutes: int
     ingest_on_upload: bool
+    # The rest of the SPRX_PORTAL_* settings (rate limits, quota, timeouts, HSTS); defaults unless given.
+    portal: PortalSettings = field(default_factory=PortalSettings)
 
     @classmethod
     def from_settings(cls) -> PortalConfig:
         """The configuration the environment describes."""
         portal = get_portal_settings()
         return cls(home=get_settings().home, max_upload_bytes=portal.max_upload_bytes,
-                   session_minutes=portal.session_minutes, ingest_on_upload=portal.ingest_on_upload)
+                   session_minutes=portal.session_minutes, ingest_on_upload=portal.ingest_on_upload, portal=portal)
 
     @property
     def portal_dir(self) -> Path:
