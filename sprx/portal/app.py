@@ -16,6 +16,7 @@ import hmac
 import io
 import logging
 import secrets
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import date
 from importlib.resources import files
@@ -31,7 +32,7 @@ from openpyxl.styles import Font
 from flows.sources.vcse import ATTENDED_NO, ATTENDED_YES, HEADINGS, REQUIRED_COLUMNS, WELLBEING_RANGE
 from schemas.vcse import VcseAttendance
 from sprx.portal.checks import MAX_SHEET_ROWS
-from sprx.portal.forms import FormRefused, drain, read_form, too_large
+from sprx.portal.forms import FormRefused, ReceivedForm, drain, read_form, too_large
 from sprx.portal.guard import Guard, RateLimited
 from sprx.portal.store import PortalStore, Session, Upload, credential_service
 from sprx.portal.uploads import IngestRunner, PortalConfig, process_upload, refresh_load_status, refused_upload
@@ -139,6 +140,8 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
     guard = Guard(config.portal.rate_limit, config.portal.sign_in_rate_limit, config.portal.upload_rate_limit)
     app = FastAPI(title="sprx upload portal", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.config, app.state.store, app.state.runner, app.state.guard = config, store, runner, guard
+    service_locks: dict[str, threading.Lock] = {}
+    service_locks_lock = threading.Lock()
     templates = Jinja2Templates(directory=str(_PACKAGE / "templates"))
     templates.env.globals.update(verdict_labels=VERDICT_LABELS, load_labels=LOAD_LABELS,
                                  max_mb=f"{config.max_upload_bytes / 1024 / 1024:.0f}", max_rows=f"{MAX_SHEET_ROWS:,}")
@@ -315,6 +318,21 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         refresh_load_status(store, config, [upload])
         return page(request, "result.html", {"upload": upload}, session=session)
 
+    def process_in_turn(service_id: str, form: ReceivedForm) -> tuple[Upload, int]:
+        """Judge one received sheet, one per service at a time: two identical sheets sent at the same moment are
+        one accepted and one "already received", and the quota is checked against what is really kept."""
+        with service_locks_lock:
+            lock = service_locks.setdefault(service_id, threading.Lock())
+        with lock:
+            kept = store.kept_bytes(service_id)
+            if kept + form.size_bytes > config.portal.quota_bytes:
+                if form.file_path is not None:
+                    form.file_path.unlink(missing_ok=True)
+                log.warning("upload by %s refused: its storage quota is full (%d of %d bytes kept)", service_id, kept,
+                            config.portal.quota_bytes)
+                raise FormRefused(quota_full(kept, config.portal.quota_bytes), 507)
+            return process_upload(store, config, service_id, form)
+
     async def _receive(request: Request, service_id: str,
                        check_token: Callable[[dict[str, str]], None]) -> tuple[Upload, int]:
         """Stream the form to disk under the size limit, then judge the sheet in a worker thread."""
@@ -325,13 +343,17 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
             await drain(request.stream())
             raise
         try:
+            kept = store.kept_bytes(service_id)
+            if kept >= config.portal.quota_bytes:
+                await drain(request.stream())
+                raise FormRefused(quota_full(kept, config.portal.quota_bytes), 507)
             if declared.isdigit() and int(declared) > config.max_upload_bytes + FORM_OVERHEAD_BYTES:
                 await drain(request.stream())  # so that a browser shows the answer, not a reset connection
                 raise FormRefused(too_large(config.max_upload_bytes), 413)
             form = await read_form(request.stream(), request.headers.get("content-type"), config.incoming_path(),
                                    config.max_upload_bytes, check_token)
         except FormRefused as refusal:
-            if refusal.status == 413:  # the service sees in its history that a sheet was too big
+            if refusal.status in (413, 507):  # the service sees in its history that a sheet was too big
                 store.save_upload(refused_upload(service_id, None, int(declared) if declared.isdigit() else 0,
                                                  refusal.message))
             raise
@@ -340,7 +362,11 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
             if form.file_path is not None:
                 form.file_path.unlink(missing_ok=True)
             raise FormRefused("Choose a file to upload: the form arrived without one.", 400)
-        upload, status = await run_in_threadpool(process_upload, store, config, service_id, form)
+        try:
+            upload, status = await run_in_threadpool(process_in_turn, service_id, form)
+        except FormRefused as refusal:
+            store.save_upload(refused_upload(service_id, form.file_name, form.size_bytes, refusal.message))
+            raise
         if runner is not None and upload.landing_path:
             runner.submit(upload)
         return upload, status
@@ -438,6 +464,13 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         return JSONResponse(upload.as_json())
 
     return app
+
+
+def quota_full(kept: int, quota: int) -> str:
+    """The message for a service whose kept uploads have reached its quota."""
+    return (f"Your service's storage on the portal is full ({kept / 1024 / 1024:,.1f} MB of "
+            f"{quota / 1024 / 1024:,.0f} MB), so the sheet was not kept. Please ask the ICS data team to clear "
+            "your older uploads, then send it again.")
 
 
 def _client(request: Request) -> str:

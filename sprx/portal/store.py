@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import sqlite3
@@ -397,6 +398,13 @@ class PortalStore:
                 "select * from uploads where service_id = ? and sha256 = ? and landing_path is not null "
                 "order by received_at limit 1", [service_id, sha256]).fetchone()
         return _upload(row) if row else None
+
+    def kept_bytes(self, service_id: str) -> int:
+        """Bytes of the service's kept uploads on disk (portal/uploads/<service>/): what its quota counts."""
+        folder = self.folder / "uploads" / service_id
+        if not folder.is_dir():
+            return 0
+        return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file(follow_symlinks=False))
 
     def waiting_uploads(self) -> list[Upload]:
         """Uploads landed but not yet seen in the warehouse's accounting."""

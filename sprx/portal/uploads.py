@@ -1,8 +1,10 @@
 """What happens to a received sheet: it is kept, judged, recorded, landed for the ingest and (optionally) loaded.
 
-Every sheet that arrived whole is kept byte for byte under ``portal/uploads/<service>/<upload id>``,
-refused ones included (inert: the pipeline never reads that folder), so nothing a service sent is
-lost; only a sheet over the size limit is not kept, since it never arrived whole. A sheet is landed
+Every accepted sheet is kept byte for byte under ``portal/uploads/<service>/<upload id>`` (inert: the
+pipeline never reads that folder). A refused sheet, or a repeat of one already accepted, is deleted as
+soon as it is judged (only its record stays: name, size, verdict, reasons), so junk cannot fill the
+disk; a sheet whose every row has a problem is refused too (its problems are listed), since nothing
+in it could load. A sheet is landed
 in ``landing/vcse/<service>/`` only when accepted, written under a dot-name and renamed (the
 ingest skips dot-files), with its modification time set to the moment it was received, which the
 ingest takes as its extract date. The portal never opens the warehouse for writing: loading runs
@@ -122,18 +124,23 @@ def process_upload(store: PortalStore, config: PortalConfig, service_id: str, fo
             upload.verdict, status = "duplicate", 200
             upload.message = (f"You already sent this exact file on {earlier.received_at:%d %B %Y at %H:%M} UTC "
                               f"(upload {earlier.upload_id}); nothing new to load.")
+            upload.stored_path = _discard(config, upload.stored_path)
         else:
             verdict = judge_sheet(stored, upload.received_at.date())
             upload.rows_received, upload.rows_accepted = verdict.rows_received, verdict.rows_accepted
             upload.rows_with_problems = verdict.rows_with_problems
             upload.problems, upload.problems_total = verdict.problems, verdict.problems_total
             upload.notes = verdict.notes
+            if not verdict.rows_accepted:
+                raise SheetRefused(f"none of the {verdict.rows_received} rows can be loaded: every row has a problem "
+                                   "(listed below). Fix them in your spreadsheet and upload the sheet again")
             upload.verdict = "accepted_with_problems" if verdict.rows_with_problems else "accepted"
             upload.message = _accepted_message(upload)
             upload.landing_path = land(config, upload, stored)
             upload.load_status = "queued"
     except SheetRefused as refusal:
         upload.verdict, upload.message, status = "refused", refusal.message, refusal.status
+        upload.stored_path = _discard(config, upload.stored_path)
     except Exception as error:  # a fault here, not in the sheet: say so and keep the sheet for the team
         # only the kind of error is logged: a library's message may quote a cell, and cells hold identifiers
         log.error("upload %s by %s could not be checked: %s", upload.upload_id, service_id, type(error).__name__)
@@ -165,6 +172,12 @@ def _keep(config: PortalConfig, upload: Upload, incoming: Path, suffix: str) -> 
     (config.portal_dir / relative).parent.mkdir(parents=True, exist_ok=True)
     os.replace(incoming, config.portal_dir / relative)
     return relative.as_posix()
+
+
+def _discard(config: PortalConfig, relative: str | None) -> None:
+    """Delete a kept upload that is not needed (refused, or a repeat); nothing of it stays on disk."""
+    if relative is not None:
+        (config.portal_dir / relative).unlink(missing_ok=True)
 
 
 def _rename(config: PortalConfig, relative: str, suffix: str) -> str:

@@ -309,3 +309,110 @@ def test_finding_8_slow_uploads_and_slow_headers_are_cut_off(tmp_path) -> None:
         assert not list((portal.home / "portal" / "incoming").glob("*"))
         assert len(portal.client.get("/api/uploads", headers={"Authorization": f"Bearer {portal.credential_a}"}
                                      ).json()["uploads"]) == 1
+
+
+# --- finding 7: unbounded upload storage ---------------------------------------------------------
+
+
+def kept_files(portal: Portal) -> list:
+    """Every file under the portal's uploads/ and incoming/ folders."""
+    return sorted(p for folder in ("uploads", "incoming") for p in (portal.home / "portal" / folder).rglob("*")
+                  if p.is_file())
+
+
+def test_finding_7_refused_uploads_are_deleted(portal: Portal) -> None:
+    from tests.portal.conftest import GOOD_CSV
+
+    junk = [("june.csv", bytes(range(256)) * 400), ("june.xlsx", b"PK\x03\x04" + b"junk" * 20000),
+            ("june.csv", b"Date,Attended\n"), ("june.xlsx", GOOD_CSV), ("june.csv", b"Date,Group\n1,2\n")]
+    for name, content in junk:
+        response = portal.api_upload(name, content)
+        assert response.status_code in (415, 422) and response.json()["verdict"] == "refused"
+    assert kept_files(portal) == []  # nothing of a refused sheet stays on disk
+    history = portal.client.get("/api/uploads", headers={"Authorization": f"Bearer {portal.credential_a}"}).json()
+    assert [u["verdict"] for u in history["uploads"]] == ["refused"] * len(junk)  # the record stays
+    # an accepted sheet is kept once; the same bytes again are not kept a second time
+    assert portal.api_upload("june.csv", GOOD_CSV).status_code == 201
+    assert portal.api_upload("june-again.csv", GOOD_CSV).json()["verdict"] == "duplicate"
+    assert [p.read_bytes() for p in kept_files(portal)] == [GOOD_CSV]
+
+
+def test_finding_7_a_service_over_its_storage_quota_is_refused(tmp_path) -> None:
+    from tests.portal.conftest import GOOD_CSV
+
+    portal = limited_portal(tmp_path, quota_bytes=2 * len(GOOD_CSV) + 10)
+    sheets = [GOOD_CSV + b"\r\n" * n for n in range(3)]
+    assert [portal.api_upload(f"s{n}.csv", sheet).status_code for n, sheet in enumerate(sheets[:2])] == [201, 201]
+    full = portal.api_upload("s2.csv", sheets[2])
+    assert full.status_code == 507 and "storage on the portal is full" in full.json()["message"]
+    assert len(kept_files(portal)) == 2 and len(portal.landing_files()) == 2
+    # the other service has its own quota
+    response = portal.client.post("/api/uploads", files={"file": ("june.csv", GOOD_CSV)},
+                                  headers={"Authorization": f"Bearer {portal.credential_b}"})
+    assert response.status_code == 201
+    # when the data team clears the service's older kept copies, it can upload again
+    for kept in (portal.home / "portal" / "uploads" / "walks").iterdir():
+        kept.unlink()
+    assert portal.api_upload("s2.csv", sheets[2]).status_code == 201
+
+
+# --- finding 12 (the portal's parts) --------------------------------------------------------------
+
+
+def test_finding_12_identical_uploads_at_the_same_moment_are_one_accepted(portal: Portal, monkeypatch) -> None:
+    from sprx.portal import uploads
+    from tests.portal.conftest import GOOD_CSV
+
+    real_judge = uploads.judge_sheet
+    arrived = threading.Barrier(2, timeout=5)
+
+    def slow_judge(*args, **kwargs):
+        with contextlib.suppress(threading.BrokenBarrierError):
+            arrived.wait(2)  # both uploads inside the judging at once, when nothing serialises them
+        return real_judge(*args, **kwargs)
+
+    monkeypatch.setattr(uploads, "judge_sheet", slow_judge)
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(portal.api_upload("june.csv", GOOD_CSV)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    verdicts = sorted(r.json()["verdict"] for r in results)
+    assert verdicts == ["accepted", "duplicate"], [r.json()["message"] for r in results]
+    duplicate = next(r.json() for r in results if r.json()["verdict"] == "duplicate")
+    assert "already sent this exact file" in duplicate["message"]
+    assert len(portal.landing_files()) == 1
+
+
+def test_finding_12_a_sheet_with_no_usable_rows_is_not_landed(portal: Portal) -> None:
+    every_row_bad = (b"Date,Group,Attended,Surname,DOB\n"
+                     b"31/02/2026,Walk,Y,Hughes,17/08/1972\n"
+                     b"03/06/2026,Walk,maybe,Okafor,30/11/1988\n")
+    response = portal.api_upload("june.csv", every_row_bad)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["verdict"] == "refused" and not body["queued_for_loading"]
+    assert "none of the 2 rows can be loaded" in body["message"].lower()
+    assert {p["row"] for p in body["problems"]} == {2, 3}  # the problems are still listed, to fix them
+    assert portal.landing_files() == [] and kept_files(portal) == []
+
+
+def test_finding_12_hsts_when_behind_tls(tmp_path) -> None:
+    import http.client
+
+    plain = limited_portal(tmp_path / "plain")
+    assert "strict-transport-security" not in plain.client.get("/sign-in").headers
+    told = limited_portal(tmp_path / "told", hsts=True)  # TLS ends at a proxy that sends no X-Forwarded-Proto
+    assert told.client.get("/sign-in").headers["strict-transport-security"].startswith("max-age=31536000")
+
+    def fetch(port: int) -> http.client.HTTPResponse:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/sign-in", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.1.1.1"})
+        return connection.getresponse()
+
+    with live_portal(tmp_path / "proxied") as (_, port):  # the proxy on 127.0.0.1 is trusted by default
+        assert fetch(port).getheader("strict-transport-security", "").startswith("max-age=31536000")
+    with live_portal(tmp_path / "untrusted", trusted_proxies="10.9.9.9") as (_, port):
+        assert fetch(port).getheader("strict-transport-security") is None  # a forged header is not believed
