@@ -13,8 +13,10 @@ Security Policy: no script at all, styles only from the portal itself.
 from __future__ import annotations
 
 import hmac
+import html
 import io
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Awaitable, Callable
@@ -34,7 +36,7 @@ from schemas.vcse import VcseAttendance
 from sprx.portal.checks import MAX_SHEET_ROWS
 from sprx.portal.forms import FormRefused, ReceivedForm, drain, read_form, too_large
 from sprx.portal.guard import Guard, RateLimited
-from sprx.portal.store import PortalStore, Session, Upload, credential_service
+from sprx.portal.store import STAFF_ROLE, PortalStore, Session, Upload, credential_service
 from sprx.portal.uploads import IngestRunner, PortalConfig, process_upload, refresh_load_status, refused_upload
 
 # The session cookie (its value is stored only as a digest).
@@ -67,6 +69,21 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+# The published report's own policy: its inline styles and SVG (and data: images) may load, nothing else; no script.
+REPORT_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; form-action 'self'; "
+                 "frame-ancestors 'none'; base-uri 'none'")
+# Shown at the top of the report (never printed): who is signed in, the PDF and a sign-out button.
+REPORT_BAR = (
+    '<style>.sprx-portal-bar{{font:14px/1.4 system-ui,sans-serif;background:#1d3557;color:#fff;padding:8px 16px;'
+    'display:flex;gap:16px;align-items:center;flex-wrap:wrap}}.sprx-portal-bar a,.sprx-portal-bar button{{color:#fff;'
+    'font:inherit}}.sprx-portal-bar button{{background:none;border:1px solid #fff;border-radius:4px;padding:2px 10px;'
+    'cursor:pointer}}.sprx-portal-bar form{{margin:0 0 0 auto}}@media print{{.sprx-portal-bar{{display:none}}}}</style>'
+    '<nav class="sprx-portal-bar" aria-label="Portal"><span>Signed in as {name} (ICS staff)</span>'
+    '<a href="/report/report.pdf">Download the PDF</a>'
+    '<form method="post" action="/sign-out"><input type="hidden" name="csrf_token" value="{token}">'
+    '<button type="submit">Sign out</button></form></nav>'
+)
+_BODY_TAG = re.compile(rb"<body\b[^>]*>", re.IGNORECASE)
 # Sent with every response when the portal is reached over HTTPS (or SPRX_PORTAL_HSTS says TLS ends at a proxy):
 # browsers then refuse plain HTTP to it for a year.
 HSTS_HEADER = "max-age=31536000; includeSubDomains"
@@ -140,6 +157,7 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
     guard = Guard(config.portal.rate_limit, config.portal.sign_in_rate_limit, config.portal.upload_rate_limit)
     app = FastAPI(title="sprx upload portal", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.config, app.state.store, app.state.runner, app.state.guard = config, store, runner, guard
+    report_dir = config.home / "published" / "report"  # written by `sprx publish`
     service_locks: dict[str, threading.Lock] = {}
     service_locks_lock = threading.Lock()
     templates = Jinja2Templates(directory=str(_PACKAGE / "templates"))
@@ -161,7 +179,8 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
                                     "was refused. Open the portal's own page and try again.")
             else:
                 response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
+        for name, value in SECURITY_HEADERS.items():  # a route may set its own policy (the report does)
+            response.headers.setdefault(name, value)
         if request.url.scheme == "https" or config.portal.hsts:
             response.headers["Strict-Transport-Security"] = HSTS_HEADER
         if not request.url.path.startswith("/static/"):
@@ -217,8 +236,10 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> Response:
-        """The upload page when signed in, otherwise sign in."""
-        return RedirectResponse("/upload" if current(request) else "/sign-in", status_code=303)
+        """The upload page when signed in (the report for staff), otherwise sign in."""
+        session = current(request)
+        target = "/sign-in" if session is None else "/report" if session.is_staff else "/upload"
+        return RedirectResponse(target, status_code=303)
 
     @app.get("/sign-in", response_class=HTMLResponse)
     def sign_in_page(request: Request, signed_out: bool = False) -> Response:
@@ -245,7 +266,8 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
                      "new one.")
             return _sign_in_form(request, page, {"credential_error": error}, 401)
         cookie = store.start_session(*found, minutes=config.session_minutes)
-        response = RedirectResponse("/upload", status_code=303)
+        staff = store.role(found[0]) == STAFF_ROLE
+        response = RedirectResponse("/report" if staff else "/upload", status_code=303)
         response.set_cookie(SESSION_COOKIE, cookie, max_age=config.session_minutes * 60, httponly=True,
                             samesite="strict", secure=request.url.scheme == "https", path="/")
         response.delete_cookie(SIGN_IN_COOKIE, path="/sign-in")
@@ -270,6 +292,8 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
     def upload_page(request: Request) -> Response:
         """The upload form."""
         session = current(request)
+        if session is not None and session.is_staff:
+            return RedirectResponse("/report", status_code=303)
         return page(request, "upload.html", {}, session=session) if session else to_sign_in()
 
     @app.post("/upload")
@@ -278,6 +302,8 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         session = current(request)
         if session is None:
             return to_sign_in()
+        if session.is_staff:
+            return _problem(request, templates, 403, STAFF_CANNOT_UPLOAD, session)
 
         def check_token(fields: dict[str, str]) -> None:
             """Refuse the form before its file is written unless its token is this session's."""
@@ -301,6 +327,8 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         session = current(request)
         if session is None:
             return to_sign_in()
+        if session.is_staff:
+            return RedirectResponse("/report", status_code=303)
         uploads = store.uploads(session.service_id)
         refresh_load_status(store, config, uploads)
         return page(request, "history.html", {"uploads": uploads}, session=session)
@@ -311,6 +339,8 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         session = current(request)
         if session is None:
             return to_sign_in()
+        if session.is_staff:
+            return RedirectResponse("/report", status_code=303)
         upload = store.upload(session.service_id, upload_id)
         if upload is None:
             return _problem(request, templates, 404, "There is no upload with that reference in your service's "
@@ -403,6 +433,48 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         """The icon browsers ask for."""
         return Response((_PACKAGE / "static" / "favicon.svg").read_bytes(), media_type="image/svg+xml")
 
+    # --- the published report, for ICS staff accounts ------------------------------------------
+
+    def staff_only(request: Request) -> tuple[Session | None, Response | None]:
+        """The staff session, or the answer to anyone else: sign in, or 403 for a service."""
+        session = current(request)
+        if session is None:
+            return None, to_sign_in()
+        if not session.is_staff:
+            log.warning("service %s was refused the report", session.service_id)
+            return None, _problem(request, templates, 403, "The report is for ICS staff accounts only. Your "
+                                  "service's uploads and their results are under Your uploads.", session)
+        return session, None
+
+    @app.get("/report", response_class=HTMLResponse)
+    def report(request: Request) -> Response:
+        """The latest published report (published/report/index.html) with a bar to sign out; or say none exists."""
+        session, denied = staff_only(request)
+        if denied is not None:
+            return denied
+        index = report_dir / "index.html"
+        if not index.is_file():
+            return page(request, "report_missing.html", {}, 404, session)
+        document = index.read_bytes()
+        bar = REPORT_BAR.format(name=html.escape(session.service_name), token=html.escape(session.csrf_token))
+        found = _BODY_TAG.search(document)
+        if found:
+            document = document[:found.end()] + bar.encode("utf-8") + document[found.end():]
+        return Response(document, media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": REPORT_POLICY})
+
+    @app.get("/report/report.pdf")
+    def report_pdf(request: Request) -> Response:
+        """The latest published report as PDF."""
+        session, denied = staff_only(request)
+        if denied is not None:
+            return denied
+        pdf = report_dir / "report.pdf"
+        if not pdf.is_file():
+            return page(request, "report_missing.html", {"pdf": True}, 404, session)
+        return Response(pdf.read_bytes(), media_type="application/pdf",
+                        headers={"Content-Disposition": 'inline; filename="sprx-report.pdf"'})
+
     # --- JSON API ------------------------------------------------------------------------------
 
     def api_service(request: Request, *, allow_session: bool) -> tuple[str | None, JSONResponse | None]:
@@ -413,8 +485,12 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
             found = authenticate(request, credential, "API key")
             if found is None:
                 return None, JSONResponse({"error": "this credential is not valid (unknown or revoked)"}, 403)
+            if store.role(found[0]) == STAFF_ROLE:
+                return None, JSONResponse({"error": STAFF_CANNOT_UPLOAD}, 403)
             return found[0], None
         session = current(request) if allow_session else None
+        if session is not None and session.is_staff:
+            return None, JSONResponse({"error": STAFF_CANNOT_UPLOAD}, 403)
         if session is not None:
             return session.service_id, None
         return None, JSONResponse({"error": "sign in: send Authorization: Bearer <your service's access key>"}, 401,
@@ -464,6 +540,11 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         return JSONResponse(upload.as_json())
 
     return app
+
+
+# Told to a staff account that tries a service's page or the upload API.
+STAFF_CANNOT_UPLOAD = ("Staff accounts read the report and cannot upload sheets; sheets are uploaded by each VCSE "
+                       "service with its own access key.")
 
 
 def quota_full(kept: int, quota: int) -> str:
