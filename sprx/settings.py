@@ -54,22 +54,47 @@ class Settings:
         """The analysts' copy: analytics.duckdb and parquet/."""
         return self.home / "published"
 
+    @property
+    def report_dir(self) -> Path:
+        """The published report: index.html and report.pdf (served to staff by the portal at /report)."""
+        return self.published_dir / "report"
+
+    @property
+    def portal_dir(self) -> Path:
+        """The upload portal's own state: portal.sqlite3, uploads/, incoming/."""
+        return self.home / "portal"
+
 
 class SettingsError(ValueError):
     """An SPRX_* variable holds something that cannot be used; the message names it."""
 
 
-def _seconds(name: str, default: float) -> float:
-    text = os.environ.get(name)
+def number(name: str, default: float, *, minimum: float = 0, whole: bool = False, unit: str = "") -> float:
+    """The one parser of numeric SPRX_* variables: a number (whole when asked, in ``unit`` when given) of at least
+    ``minimum``, or ``default`` when unset; SettingsError naming the variable otherwise."""
+    text = (os.environ.get(name) or "").strip()
     if not text:
         return default
+    kind = f"{'whole ' if whole else ''}number{f' of {unit}' if unit else ''}"
     try:
-        value = float(text)
+        value = int(text) if whole else float(text)
     except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds (got {text!r})") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative (got {text!r})")
+        raise SettingsError(f"{name} must be a {kind} (got {text!r})") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name} must be a {kind} (got {text!r})")
+    if value < minimum:
+        raise SettingsError(f"{name} must be a {kind} of at least {minimum:g} (got {text!r})")
     return value
+
+
+def _seconds(name: str, default: float) -> float:
+    """A duration in seconds, not negative (``number`` with its unit)."""
+    return number(name, default, unit="seconds")
+
+
+def _flag(name: str) -> bool:
+    """An SPRX_* on/off variable: 1, true or yes is on."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 def get_settings() -> Settings:
@@ -121,25 +146,6 @@ class PortalSettings:
     hsts: bool = False
 
 
-def number(name: str, default: float, *, minimum: float = 0, whole: bool = False) -> float:
-    """An SPRX_* variable as a number (whole when asked) of at least ``minimum``; SettingsError naming it otherwise."""
-    text = (os.environ.get(name) or "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text) if whole else float(text)
-    except ValueError:
-        raise SettingsError(f"{name} must be a {'whole ' if whole else ''}number (got {text!r})") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum:g} (got {text!r})")
-    return value
-
-
-def _flag(name: str) -> bool:
-    """An SPRX_* on/off variable: 1, true or yes is on."""
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
-
-
 def _rate(name: str, default: str) -> str:
     """An SPRX_* rate limit such as "10/minute" or "100 per hour"; SettingsError naming it when unreadable."""
     from limits import parse_many
@@ -166,8 +172,9 @@ def get_portal_settings() -> PortalSettings:
         upload_rate_limit=_rate("SPRX_PORTAL_UPLOAD_RATE_LIMIT", defaults.upload_rate_limit),
         quota_bytes=int(number("SPRX_PORTAL_QUOTA_BYTES", defaults.quota_bytes, minimum=1, whole=True)),
         request_timeout_seconds=number("SPRX_PORTAL_REQUEST_TIMEOUT_SECONDS", defaults.request_timeout_seconds,
-                                       minimum=1),
-        keep_alive_seconds=number("SPRX_PORTAL_KEEP_ALIVE_SECONDS", defaults.keep_alive_seconds, minimum=1),
+                                       minimum=1, unit="seconds"),
+        keep_alive_seconds=number("SPRX_PORTAL_KEEP_ALIVE_SECONDS", defaults.keep_alive_seconds, minimum=1,
+                                  unit="seconds"),
         max_connections=int(number("SPRX_PORTAL_MAX_CONNECTIONS", defaults.max_connections, minimum=1, whole=True)),
         trusted_proxies=os.environ.get("SPRX_PORTAL_TRUSTED_PROXIES") or defaults.trusted_proxies,
         hsts=_flag("SPRX_PORTAL_HSTS"),

@@ -157,7 +157,6 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
     guard = Guard(config.portal.rate_limit, config.portal.sign_in_rate_limit, config.portal.upload_rate_limit)
     app = FastAPI(title="sprx upload portal", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.config, app.state.store, app.state.runner, app.state.guard = config, store, runner, guard
-    report_dir = config.home / "published" / "report"  # written by `sprx publish`
     service_locks: dict[str, threading.Lock] = {}
     service_locks_lock = threading.Lock()
     templates = Jinja2Templates(directory=str(_PACKAGE / "templates"))
@@ -452,7 +451,7 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         session, denied = staff_only(request)
         if denied is not None:
             return denied
-        index = report_dir / "index.html"
+        index = config.report_dir / "index.html"
         if not index.is_file():
             return page(request, "report_missing.html", {}, 404, session)
         document = index.read_bytes()
@@ -469,7 +468,7 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         session, denied = staff_only(request)
         if denied is not None:
             return denied
-        pdf = report_dir / "report.pdf"
+        pdf = config.report_dir / "report.pdf"
         if not pdf.is_file():
             return page(request, "report_missing.html", {"pdf": True}, 404, session)
         return Response(pdf.read_bytes(), media_type="application/pdf",

@@ -22,7 +22,7 @@ from sprx.settings import get_portal_settings, get_settings
 
 def _store() -> PortalStore:
     """The portal's store under $SPRX_HOME/portal/."""
-    return PortalStore(get_settings().home / "portal")
+    return PortalStore(get_settings().portal_dir)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -31,7 +31,7 @@ from flows.lock import WarehouseBusy, warehouse_lock
 from sprx.portal.checks import SheetRefused, check_file_name, check_workbook, content_kind, judge_sheet
 from sprx.portal.forms import ReceivedForm, sentence
 from sprx.portal.store import PortalStore, Upload, utc_now
-from sprx.settings import PortalSettings, get_portal_settings, get_settings
+from sprx.settings import PortalSettings, Settings, get_portal_settings, get_settings
 
 # Longest client file name kept for display (the name is never used as a path).
 MAX_DISPLAY_NAME = 100
@@ -46,26 +46,46 @@ log = logging.getLogger("sprx.portal")
 
 @dataclass(frozen=True)
 class PortalConfig:
-    """Where the portal keeps things and how it behaves; from the SPRX_* settings unless a test builds one."""
+    """What the portal runs with: the sprx Settings (home and every path derived from it) and the SPRX_PORTAL_*
+    settings; from the environment unless a test builds one (``for_home``)."""
 
-    home: Path
-    max_upload_bytes: int
-    session_minutes: int
-    ingest_on_upload: bool
-    # The rest of the SPRX_PORTAL_* settings (rate limits, quota, timeouts, HSTS); defaults unless given.
+    settings: Settings
     portal: PortalSettings = field(default_factory=PortalSettings)
 
     @classmethod
     def from_settings(cls) -> PortalConfig:
         """The configuration the environment describes."""
-        portal = get_portal_settings()
-        return cls(home=get_settings().home, max_upload_bytes=portal.max_upload_bytes,
-                   session_minutes=portal.session_minutes, ingest_on_upload=portal.ingest_on_upload, portal=portal)
+        return cls(get_settings(), get_portal_settings())
+
+    @classmethod
+    def for_home(cls, home: Path, **portal: object) -> PortalConfig:
+        """A configuration on ``home`` with default settings but for the PortalSettings fields given."""
+        return cls(Settings(home=home, pseudonymisation_key=None), PortalSettings(**portal))  # type: ignore[arg-type]
+
+    @property
+    def home(self) -> Path:
+        """$SPRX_HOME."""
+        return self.settings.home
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The largest sheet accepted (SPRX_PORTAL_MAX_UPLOAD_BYTES)."""
+        return self.portal.max_upload_bytes
+
+    @property
+    def session_minutes(self) -> int:
+        """How long a sign-in lasts (SPRX_PORTAL_SESSION_MINUTES)."""
+        return self.portal.session_minutes
+
+    @property
+    def ingest_on_upload(self) -> bool:
+        """Whether each accepted sheet is loaded at once (SPRX_PORTAL_INGEST_ON_UPLOAD)."""
+        return self.portal.ingest_on_upload
 
     @property
     def portal_dir(self) -> Path:
         """The portal's own folder: portal.sqlite3, uploads/, incoming/."""
-        return self.home / "portal"
+        return self.settings.portal_dir
 
     @property
     def incoming_dir(self) -> Path:
@@ -75,12 +95,17 @@ class PortalConfig:
     @property
     def landing_dir(self) -> Path:
         """The pipeline's landing folder."""
-        return self.home / "landing"
+        return self.settings.landing_dir
 
     @property
     def warehouse_path(self) -> Path:
         """The pipeline's warehouse (opened read-only, briefly, to read audit.file_loads)."""
-        return self.home / "warehouse.duckdb"
+        return self.settings.warehouse_path
+
+    @property
+    def report_dir(self) -> Path:
+        """The published report (index.html, report.pdf), shown to staff accounts at /report."""
+        return self.settings.report_dir
 
     def incoming_path(self) -> Path:
         """A new, unused path for a sheet that is arriving."""

@@ -100,8 +100,8 @@ class Portal:
 
 def make_portal(home: Path, *, max_upload_bytes: int = 10 * 1024 * 1024, ingest_on_upload: bool = False) -> Portal:
     """A portal on `home` with services walks (A) and sheds (B)."""
-    config = PortalConfig(home=home, max_upload_bytes=max_upload_bytes, session_minutes=60,
-                          ingest_on_upload=ingest_on_upload)
+    config = PortalConfig.for_home(home, max_upload_bytes=max_upload_bytes, session_minutes=60,
+                                   ingest_on_upload=ingest_on_upload)
     app = create_app(config)
     credential_a = app.state.store.add_service("walks", "Trafford Walks")
     credential_b = app.state.store.add_service("sheds", "Partington Men in Sheds")
