@@ -29,7 +29,8 @@ from flows.archive import (ARCHIVED_STATUSES, ArchiveChanged, archive_dir, archi
 from flows.lock import warehouse_lock
 from flows.load import SOURCES, Delivery, FileChanged, FileResult, Loader, file_sha256, file_signature
 from flows.pseudonymise import load_key, verify_key
-from flows.warehouse import connect, is_busy_error, record_stage, utc_now
+from flows.warehouse import close_abandoned_runs, connect, is_busy_error, record_stage, utc_now
+from sprx.output import progress_advance, progress_begin, progress_end
 from sprx.permissions import private_dir, private_file, private_umask
 from sprx.settings import Settings, get_settings
 
@@ -320,6 +321,7 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
             if recorded is not None and not (accepted and recorded == "held"):
                 if recorded in ARCHIVED_STATUSES:
                     archive_one(loader, delivery)
+                progress_advance()
                 continue
             try:
                 result = loader.load(delivery, accept=accepted)
@@ -327,12 +329,14 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
                 logger.warning("%s", error if isinstance(error, FileChanged) else
                                f"{delivery.relative} disappeared from landing/ before it was read")
                 loaded.arriving.append(delivery.relative)
+                progress_advance()
                 continue
             logger.info("%s %s: %s received, %s loaded, %s rejected", result.status, result.relative,
                         result.rows_received, result.rows_loaded, result.rows_rejected)
             loaded.results.append(result)
             if result.status in ARCHIVED_STATUSES:
                 archive_one(loader, delivery)
+            progress_advance()
     finally:
         connection.close()
     return loaded
@@ -396,6 +400,7 @@ def ingest(
             discovery = discover_files(landing, tuple(sources), tuple(Path(p) for p in paths) + tuple(
                 landing / a for a in accept), settings.landing_settle_seconds)
             deliveries, summary.arriving = discovery.deliveries, list(discovery.arriving)
+            progress_begin(len(deliveries))
             changed = []
             for family, members in FAMILIES.items():
                 chosen = [d for d in deliveries if d.source in members]
@@ -405,6 +410,7 @@ def ingest(
                     summary.archived += loaded.archived
                     summary.arriving.extend(loaded.arriving)
                     changed.extend(loaded.changed)
+            progress_end()
             summary.skipped = len(deliveries) - len(summary.files) - (len(summary.arriving) - len(discovery.arriving))
             publish_run_report(summary)
             if changed:
@@ -426,16 +432,21 @@ def run_id_now() -> str:
 def record_run(settings: Settings, run_id: str, started: dt.datetime, status: str,
                detail: dict | None = None, *, quiet: bool = False, stage: str = "ingest") -> None:
     """Record a stage (ingest, build, publish) in audit.pipeline_runs and refresh status.json; `quiet` (on the way out of
-    a failed run) logs a problem instead of raising it, so that the run's own error is what is seen."""
+    a failed run) logs a problem instead of raising it, so that the run's own error is what is seen.
+
+    A stage starting ("running", under the warehouse lock) first closes as abandoned any stage that a dead
+    process left running."""
     from sprx.status import refresh_snapshot
 
     try:
         connection = connect(settings.warehouse_path)
         try:
+            if status == "running" and (closed := close_abandoned_runs(connection, run_id)):
+                get_run_logger().warning("%d stage(s) left running by a process that died are now recorded as "
+                                         "abandoned", closed)
             record_stage(connection, run_id, stage, started, None if status == "running" else utc_now(), status,
                          detail)
-            if status != "running":
-                refresh_snapshot(settings.home, connection)
+            refresh_snapshot(settings.home, connection)
         finally:
             connection.close()
     except Exception as error:

@@ -60,7 +60,7 @@ create table if not exists audit.pipeline_runs (
     stage varchar not null,              -- ingest, build or publish
     started_at timestamp not null,       -- UTC
     finished_at timestamp,               -- UTC; null while the stage is running
-    status varchar not null,             -- running, completed or failed
+    status varchar not null,             -- running, completed, failed or abandoned (its process died)
     detail varchar,                      -- JSON object of counts and flags; never an identifier
     primary key (run_id, stage)
 );
@@ -220,8 +220,9 @@ BUSY_WAIT_SECONDS = 15.0
 BUSY_POLL_SECONDS = 0.25
 # The stages of a run that audit.pipeline_runs records.
 STAGES = ("ingest", "build", "publish")
-# How a stage ended (or that it has not yet).
-STAGE_STATUSES = ("running", "completed", "failed")
+# How a stage ended (or that it has not yet); "abandoned": its process died while it was running (killed,
+# power cut), found and closed by the next stage to start.
+STAGE_STATUSES = ("running", "completed", "failed", "abandoned")
 
 
 class WarehouseInUse(RuntimeError):
@@ -301,3 +302,15 @@ def _upsert_stage(connection: duckdb.DuckDBPyConnection, values: list) -> None:
         """,
         values,
     )
+
+
+def close_abandoned_runs(connection: duckdb.DuckDBPyConnection, current_run_id: str) -> int:
+    """Close as "abandoned" every stage still marked running by another run; returns how many.
+
+    Call it only while holding the warehouse lock (flows/lock.py) at the start of a stage: the lock
+    means no other process is running a stage, and this process runs one stage at a time, so any
+    other row still "running" belongs to a process that died."""
+    return connection.execute(
+        "update audit.pipeline_runs set status = 'abandoned', finished_at = ? "
+        "where status = 'running' and run_id != ? returning run_id",
+        [utc_now(), current_run_id]).fetchall().__len__()

@@ -218,7 +218,7 @@ def test_a_full_disk_during_each_stage_fails_cleanly_then_a_normal_run_equals_a_
         "build": _size(home / "warehouse.duckdb") + 256 * 1024,
         "publish": _size(reference_home / "published" / "analytics.duckdb") // 2,
     }[stage]
-    full = sprx(home, api_url, "run", file_limit=limit)
+    full = sprx(home, api_url, "publish" if stage == "publish" else "run", file_limit=limit)
     assert full.returncode != 0, f"the disk did not fill during {stage}"
     assert "Traceback" not in full.stderr.splitlines()[-1:]
     recover_and_compare(home, api_url, reference[1])
@@ -235,8 +235,8 @@ def test_a_file_appearing_half_written_is_taken_whole(landed: Path, reference, a
 
     def write_slowly() -> None:
         with open(name, "wb") as handle:
-            for start in range(0, len(content), 512):
-                handle.write(content[start:start + 512])
+            for start in range(0, len(content), 256):
+                handle.write(content[start:start + 256])
                 handle.flush()
                 if stop.wait(0.2):
                     break
