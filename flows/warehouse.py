@@ -57,9 +57,14 @@ create table if not exists audit.pipeline_runs (
     stage varchar not null,              -- ingest, build or publish
     started_at timestamp not null,       -- UTC
     finished_at timestamp,               -- UTC; null while the stage is running
-    status varchar not null,             -- running, completed or failed
+    status varchar not null,             -- running, completed, failed or abandoned (its process died)
     detail varchar,                      -- JSON object of counts and flags; never an identifier
     primary key (run_id, stage)
+);
+
+create table if not exists audit.pseudonymisation_key (
+    fingerprint varchar not null,        -- HMAC-SHA256 of a fixed label under the key: tells keys apart, reveals nothing
+    recorded_at timestamp not null       -- when this warehouse first loaded under it (UTC)
 );
 
 create table if not exists audit.rejected_rows (
@@ -212,8 +217,9 @@ BUSY_WAIT_SECONDS = 15.0
 BUSY_POLL_SECONDS = 0.25
 # The stages of a run that audit.pipeline_runs records.
 STAGES = ("ingest", "build", "publish")
-# How a stage ended (or that it has not yet).
-STAGE_STATUSES = ("running", "completed", "failed")
+# How a stage ended (or that it has not yet); "abandoned": its process died while it was running (killed,
+# power cut), found and closed by the next stage to start.
+STAGE_STATUSES = ("running", "completed", "failed", "abandoned")
 
 
 class WarehouseInUse(RuntimeError):
@@ -283,3 +289,15 @@ def record_stage(connection: duckdb.DuckDBPyConnection, run_id: str, stage: str,
         """,
         [run_id, stage, naive(started_at), naive(finished_at), status, json.dumps(detail, sort_keys=True)],
     )
+
+
+def close_abandoned_runs(connection: duckdb.DuckDBPyConnection, current_run_id: str) -> int:
+    """Close as "abandoned" every stage still marked running by another run; returns how many.
+
+    Call it only while holding the warehouse lock (flows/lock.py) at the start of a stage: the lock
+    means no other process is running a stage, and this process runs one stage at a time, so any
+    other row still "running" belongs to a process that died."""
+    return connection.execute(
+        "update audit.pipeline_runs set status = 'abandoned', finished_at = ? "
+        "where status = 'running' and run_id != ? returning run_id",
+        [utc_now(), current_run_id]).fetchall().__len__()

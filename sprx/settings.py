@@ -38,6 +38,14 @@ class Settings:
     schedule_vcse: str = "*/15 * * * *"
     # Time zone the cron schedules are read in (UK local time, so 02:30 stays 02:30 across clock changes).
     schedule_timezone: str = "Europe/London"
+    # How long a command waits for a Prefect server it starts (the temporary one of run/demo/ingest/build,
+    # or serve's local one) to answer, seconds; generous, because a loaded machine starts it slowly.
+    prefect_startup_timeout_seconds: float = 300.0
+    # SPRX_VERBOSE=1 (or --verbose): Prefect's and dbt's own log lines on the console, not only in $SPRX_HOME/logs/.
+    verbose: bool = False
+    # SPRX_LANDING_SETTLE_SECONDS: a landed file is taken only once its size and modification time have not
+    # changed for this long (a sender still writing it is waited for, then left for the next run).
+    landing_settle_seconds: float = 30.0
 
     @property
     def landing_dir(self) -> Path:
@@ -108,6 +116,10 @@ def get_settings() -> Settings:
         schedule_ambulance=os.environ.get("SPRX_SCHEDULE_AMBULANCE") or defaults.schedule_ambulance,
         schedule_vcse=os.environ.get("SPRX_SCHEDULE_VCSE") or defaults.schedule_vcse,
         schedule_timezone=os.environ.get("SPRX_SCHEDULE_TIMEZONE") or defaults.schedule_timezone,
+        prefect_startup_timeout_seconds=_seconds("SPRX_PREFECT_STARTUP_TIMEOUT_SECONDS",
+                                                 defaults.prefect_startup_timeout_seconds),
+        verbose=os.environ.get("SPRX_VERBOSE", "").strip().lower() in ("1", "true", "yes"),
+        landing_settle_seconds=_seconds("SPRX_LANDING_SETTLE_SECONDS", defaults.landing_settle_seconds),
     )
 
 
