@@ -214,11 +214,12 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         if remembered is not None and store.live_credential(remembered) == service_id:
             return service_id, remembered
         try:
-            guard.key_check(client, service_id)
+            with guard.one_check_at_a_time(client):
+                guard.key_check(client, service_id)
+                found = store.check_credential(credential)
         except RateLimited:
             log.warning("%s refused from %s for service %s: too many key checks", via, client, service_id)
             raise
-        found = store.check_credential(credential)
         if found is None:
             guard.key_failed(service_id)
             log.warning("%s refused from %s for service %s: unknown service, or a wrong or revoked key",

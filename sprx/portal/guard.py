@@ -16,6 +16,8 @@ import hashlib
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
@@ -59,17 +61,20 @@ class Guard:
                                f"Too many uploads ({upload_rate_limit}); wait a while and upload the sheet again.")
         self._keys: dict[str, tuple[float, int]] = {}
         self._keys_lock = threading.Lock()
+        self._counting = threading.Lock()  # a test and its hit are one step, so parallel requests cannot overshoot
+        self._checking: set[str] = set()  # clients whose key is being checked now
 
     def _hit(self, limit: _Limit, *identifiers: str) -> None:
         """Count one event against a limit for each identifier; RateLimited (counting nothing more) when over."""
-        for item in limit.items:
-            for identifier in identifiers:
-                if not self._limiter.test(item, limit.name, identifier):
-                    reset = self._limiter.get_window_stats(item, limit.name, identifier).reset_time
-                    raise RateLimited(limit.message, math.ceil(reset - time.time()))
-        for item in limit.items:
-            for identifier in identifiers:
-                self._limiter.hit(item, limit.name, identifier)
+        with self._counting:
+            for item in limit.items:
+                for identifier in identifiers:
+                    if not self._limiter.test(item, limit.name, identifier):
+                        reset = self._limiter.get_window_stats(item, limit.name, identifier).reset_time
+                        raise RateLimited(limit.message, math.ceil(reset - time.time()))
+            for item in limit.items:
+                for identifier in identifiers:
+                    self._limiter.hit(item, limit.name, identifier)
 
     def request(self, client: str) -> None:
         """Count any request from a client."""
@@ -82,6 +87,20 @@ class Guard:
                 reset = self._limiter.get_window_stats(item, "key-failures", f"service:{service_id}").reset_time
                 raise RateLimited(self._key_checks.message, math.ceil(reset - time.time()))
         self._hit(self._key_checks, f"client:{client}")
+
+    @contextmanager
+    def one_check_at_a_time(self, client: str) -> Iterator[None]:
+        """Let a client have one key check (one scrypt) running at a time: a flood from one address holds one of
+        the scrypt slots, never all of them, so other clients' sign-ins are not queued behind it."""
+        with self._counting:
+            if client in self._checking:
+                raise RateLimited("A sign-in from your address is being checked; wait a moment and try again.", 1)
+            self._checking.add(client)
+        try:
+            yield
+        finally:
+            with self._counting:
+                self._checking.discard(client)
 
     def key_failed(self, service_id: str) -> None:
         """Count a failed key check against the service it named."""

@@ -416,3 +416,37 @@ def test_finding_12_hsts_when_behind_tls(tmp_path) -> None:
         assert fetch(port).getheader("strict-transport-security", "").startswith("max-age=31536000")
     with live_portal(tmp_path / "untrusted", trusted_proxies="10.9.9.9") as (_, port):
         assert fetch(port).getheader("strict-transport-security") is None  # a forged header is not believed
+
+
+def test_finding_8_one_key_check_at_a_time_per_client(tmp_path, monkeypatch) -> None:
+    import hashlib
+
+    from fastapi.testclient import TestClient
+
+    from sprx.portal import store
+
+    portal = limited_portal(tmp_path)
+    real = hashlib.scrypt
+    started = threading.Event()
+    release = threading.Event()
+
+    def held(*args, **kwargs):
+        started.set()
+        release.wait(10)  # the first check stays in progress until the others have been answered
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store.hashlib, "scrypt", held)
+    results: list = []
+    first = threading.Thread(target=lambda: results.append(portal.client.get(
+        "/api/uploads", headers={"Authorization": f"Bearer {well_formed_wrong_key()}"})))
+    first.start()
+    assert started.wait(10)
+    # the same address again while its first check runs: refused at once, no second scrypt
+    again = portal.client.get("/api/uploads", headers={"Authorization": f"Bearer {well_formed_wrong_key('sheds')}"})
+    assert again.status_code == 429 and "being checked" in again.json()["error"]
+    release.set()
+    first.join(10)
+    assert results[0].status_code == 403
+    # another address has its own turn
+    other = TestClient(portal.client.app, base_url="http://testserver", client=("10.7.7.7", 5000))
+    assert other.get("/api/uploads", headers={"Authorization": f"Bearer {portal.credential_b}"}).status_code == 200
