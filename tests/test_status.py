@@ -15,6 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+import flows.ingest
+from flows.ingest import _delivery as arrived
 from flows.ingest import ingest
 from flows.warehouse import connect, record_stage
 from sprx.cli import main
@@ -67,6 +69,9 @@ def home(tmp_path_factory, prefect_harness) -> Path:
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("SPRX_HOME", str(home))
     monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", TEST_KEY)
+    # the ingest takes the moment it finds a file as its time received; here, each file "arrived" when stamped
+    monkeypatch.setattr(flows.ingest, "_delivery", lambda landing, path, source, received_at=None: arrived(
+        landing, path, source, dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)))
     try:
         assert ingest().by_status()["held"] == 1
         shutil.copy2(SAMPLE_FEEDS_DIR / SECOND_RUN, landing / SECOND_RUN)
