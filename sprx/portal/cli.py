@@ -16,6 +16,7 @@ import argparse
 import logging
 import sys
 
+from sprx.permissions import private_umask
 from sprx.portal.store import STAFF_ROLE, PortalStore, ServiceError
 from sprx.settings import get_portal_settings, get_settings
 
@@ -162,5 +163,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = args.host or settings.host, args.port or settings.port
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     print(f"Upload portal on http://{host}:{port}/ (stop with Ctrl+C)", file=sys.stderr)
-    build_server(create_app(), settings, host, port).run()
+    with private_umask():  # every file the portal makes (sheets, database, landed copies) is owner-only
+        build_server(create_app(), settings, host, port).run()
     return 0

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sprx.permissions import open_private, private_dir, private_file
+
 # A service id names its folder under landing/vcse/: lower-case letters, digits and inner hyphens.
 SERVICE_ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 # Longest service name shown on the pages.
@@ -218,7 +220,10 @@ class PortalStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / "portal.sqlite3"
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)  # the portal's database and kept sheets hold identifiers: owner-only whatever the umask
+        if not self.path.exists():
+            os.close(open_private(self.path))
+        private_file(self.path)
         with self._connect() as connection:
             connection.executescript(SCHEMA)
             columns = {row["name"] for row in connection.execute("pragma table_info(services)")}

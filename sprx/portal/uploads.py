@@ -30,6 +30,7 @@ import duckdb
 from flows.lock import WarehouseBusy, warehouse_lock
 from sprx.portal.checks import SheetRefused, check_file_name, check_workbook, content_kind, judge_sheet
 from sprx.portal.forms import ReceivedForm, sentence
+from sprx.permissions import open_private, private_dir
 from sprx.portal.store import PortalStore, Upload, utc_now
 from sprx.settings import PortalSettings, Settings, get_portal_settings, get_settings
 
@@ -217,11 +218,10 @@ def land(config: PortalConfig, upload: Upload, stored: Path) -> str:
 
     The name is the server's own (never the client's) and one the ingest accepts: any name ending in
     the content's suffix, in the service's folder; the ingest reads the service from the folder."""
-    folder = config.landing_dir / "vcse" / upload.service_id
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(config.landing_dir / "vcse" / upload.service_id)
     name = f"portal-{upload.received_at:%Y%m%d-%H%M%S}-{upload.upload_id}{stored.suffix}"
     temporary = folder / f".{name}.part"
-    with stored.open("rb") as source, temporary.open("xb") as target:
+    with stored.open("rb") as source, os.fdopen(open_private(temporary), "wb") as target:
         shutil.copyfileobj(source, target)
         target.flush()
         os.fsync(target.fileno())
