@@ -7,6 +7,7 @@ Starts `sprx portal` on a free localhost port with a fresh SPRX_HOME and one ser
              right key from another client (127.0.0.2) is timed; with the default limits, and (with
              --compare-tree, a checkout of an older commit, e.g. `git worktree add /tmp/old baeffa5`) the same
              probes against the portal served from that tree
+  distinct   the same with a different wrong key in each request
   malformed  the same with malformed keys (refused before any scrypt)
   workbook   the 103 KB-class workbook whose sheet part is sheet1.bin reaching column XFD, and one with a
              cell at row 1,048,576: time and peak Python memory of the portal's check (it refuses both),
@@ -30,6 +31,7 @@ import time
 import tracemalloc
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,16 +58,16 @@ def get(base: str, path: str, key: str, source: str = "127.0.0.1") -> tuple[int,
     return status, time.monotonic() - began
 
 
-def flood(base: str, good_key: str, bad_key: str, parallel: int) -> dict:
-    """PARALLEL bad-key requests at once and one good one timed among them."""
+def flood(base: str, good_key: str, bad_key: str | Callable[[int], str], parallel: int) -> dict:
+    """PARALLEL bad-key requests at once (one key, or a key per request) and one good one timed among them."""
     results: list[tuple[int, float]] = []
     barrier = threading.Barrier(parallel + 1)
 
-    def bad() -> None:
+    def bad(number: int) -> None:
         barrier.wait()
-        results.append(get(base, "/api/uploads", bad_key))
+        results.append(get(base, "/api/uploads", bad_key(number) if callable(bad_key) else bad_key))
 
-    threads = [threading.Thread(target=bad) for _ in range(parallel)]
+    threads = [threading.Thread(target=bad, args=(number,)) for number in range(parallel)]
     for thread in threads:
         thread.start()
     began = time.monotonic()
@@ -182,6 +184,8 @@ def main() -> None:
                 wrong = f"{service}.{'A' * 43}"
                 print(json.dumps({"probe": "flood", "portal": label, "parallel": args.parallel,
                                   **flood(base, key, wrong, args.parallel)}), flush=True)
+                print(json.dumps({"probe": "distinct wrong keys", "portal": label, "parallel": args.parallel,
+                                  **flood(base, key, lambda n: f"{service}.{n:043d}", args.parallel)}), flush=True)
                 print(json.dumps({"probe": "malformed", "portal": label, "parallel": args.parallel,
                                   **flood(base, key, f"{service}.short", args.parallel)}), flush=True)
             finally:
