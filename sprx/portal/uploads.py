@@ -31,7 +31,6 @@ from flows.lock import WarehouseBusy, warehouse_lock
 from sprx.permissions import open_private, private_dir, private_file
 from sprx.portal.checks import SheetRefused, check_file_name, check_workbook, content_kind, judge_sheet
 from sprx.portal.forms import ReceivedForm, sentence
-from sprx.permissions import open_private, private_dir
 from sprx.portal.store import PortalStore, Upload, utc_now
 from sprx.settings import PortalSettings, Settings, get_portal_settings, get_settings
 
