@@ -61,9 +61,10 @@ def run_seed(seed: int, people: int, systmone_every: int, work: Path) -> dict:
     feeds, home = work / f"feeds-{seed}", work / f"home-{seed}"
     for folder in (feeds, home):
         shutil.rmtree(folder, ignore_errors=True)
-    # a loaded machine can take a while to start Prefect's temporary server
+    # a loaded machine can take a while to start Prefect's temporary server; the generated files are
+    # whole when moved into landing, so the ingest need not wait for them to settle
     env = dict(os.environ, SPRX_HOME=str(home), SPRX_PSEUDONYMISATION_KEY=KEY, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300")
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300", SPRX_LANDING_SETTLE_SECONDS="0")
     started = time.monotonic()
     subprocess.run([str(BIN / "sprx"), "sample", "--out", str(feeds), "--people", str(people), "--seed", str(seed),
                     "--systmone-every", str(systmone_every), "--emis-every", "2000", "--quiet"], check=True, env=env)
