@@ -689,7 +689,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sprx: {error}", file=sys.stderr)
         return 2
     finally:
-        if undo is not None:
+        # called as a library (tests pass argv): put Prefect's console logging back. As the `sprx` command,
+        # leave it in the log file: Prefect still logs as the process exits (stopping its temporary server).
+        if undo is not None and argv is not None:
             undo()
 
 

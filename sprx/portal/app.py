@@ -213,14 +213,21 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         remembered = guard.remembered(credential)
         if remembered is not None and store.live_credential(remembered) == service_id:
             return service_id, remembered
-        try:
+
+        def check() -> tuple[str, int] | None:
+            """Count the check against the limits, then run the scrypt; count a failure against the service."""
             guard.key_check(client, service_id)
+            checked = store.check_credential(credential)
+            if checked is None:
+                guard.key_failed(service_id)
+            return checked
+
+        try:
+            found = guard.check_once(client, credential, check)
         except RateLimited:
             log.warning("%s refused from %s for service %s: too many key checks", via, client, service_id)
             raise
-        found = store.check_credential(credential)
         if found is None:
-            guard.key_failed(service_id)
             log.warning("%s refused from %s for service %s: unknown service, or a wrong or revoked key",
                         via, client, service_id)
             return None

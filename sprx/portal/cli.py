@@ -16,6 +16,7 @@ import argparse
 import logging
 import sys
 
+from sprx.permissions import private_umask
 from sprx.portal.store import STAFF_ROLE, PortalStore, ServiceError
 from sprx.settings import get_portal_settings, get_settings
 
@@ -33,8 +34,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Serve the upload portal (HTML pages and a JSON API), or manage the services that may sign in to it. "
             "Accepted sheets land in $SPRX_HOME/landing/vcse/<service>/; the portal's own state is in "
-            "$SPRX_HOME/portal/. Settings: SPRX_PORTAL_HOST, SPRX_PORTAL_PORT, SPRX_PORTAL_MAX_UPLOAD_BYTES, "
-            "SPRX_PORTAL_SESSION_MINUTES, SPRX_PORTAL_INGEST_ON_UPLOAD. See docs/services.md."
+            "$SPRX_HOME/portal/. Staff accounts (add-staff) read the published report at /report. Settings: "
+            "SPRX_PORTAL_HOST, SPRX_PORTAL_PORT, SPRX_PORTAL_MAX_UPLOAD_BYTES, SPRX_PORTAL_SESSION_MINUTES, "
+            "SPRX_PORTAL_INGEST_ON_UPLOAD, SPRX_PORTAL_RATE_LIMIT, SPRX_PORTAL_SIGN_IN_RATE_LIMIT, "
+            "SPRX_PORTAL_UPLOAD_RATE_LIMIT, SPRX_PORTAL_QUOTA_BYTES, SPRX_PORTAL_REQUEST_TIMEOUT_SECONDS, "
+            "SPRX_PORTAL_KEEP_ALIVE_SECONDS, SPRX_PORTAL_MAX_CONNECTIONS, SPRX_PORTAL_TRUSTED_PROXIES, "
+            "SPRX_PORTAL_HSTS. See docs/services.md."
         ),
     )
     parser.add_argument("--host", help="address to listen on (default SPRX_PORTAL_HOST or 127.0.0.1)")
@@ -162,5 +167,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = args.host or settings.host, args.port or settings.port
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     print(f"Upload portal on http://{host}:{port}/ (stop with Ctrl+C)", file=sys.stderr)
-    build_server(create_app(), settings, host, port).run()
+    with private_umask():  # every file the portal makes (sheets, database, landed copies) is owner-only
+        build_server(create_app(), settings, host, port).run()
     return 0

@@ -16,7 +16,9 @@ import hashlib
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
@@ -26,6 +28,10 @@ from limits.strategies import MovingWindowRateLimiter
 KEY_CACHE_SECONDS = 300
 # Most keys remembered at once (the oldest are forgotten first).
 KEY_CACHE_SIZE = 1024
+# Longest a request waits for the check of the same key already running for its client, seconds.
+CHECK_WAIT_SECONDS = 30
+
+T = TypeVar("T")
 
 
 class RateLimited(Exception):
@@ -59,17 +65,21 @@ class Guard:
                                f"Too many uploads ({upload_rate_limit}); wait a while and upload the sheet again.")
         self._keys: dict[str, tuple[float, int]] = {}
         self._keys_lock = threading.Lock()
+        self._counting = threading.Lock()  # a test and its hit are one step, so parallel requests cannot overshoot
+        # clients whose key is being checked now: the key's digest, set when done, the outcome, requests waiting
+        self._checking: dict[str, tuple[str, threading.Event, list[tuple[str, Any]], list[int]]] = {}
 
     def _hit(self, limit: _Limit, *identifiers: str) -> None:
         """Count one event against a limit for each identifier; RateLimited (counting nothing more) when over."""
-        for item in limit.items:
-            for identifier in identifiers:
-                if not self._limiter.test(item, limit.name, identifier):
-                    reset = self._limiter.get_window_stats(item, limit.name, identifier).reset_time
-                    raise RateLimited(limit.message, math.ceil(reset - time.time()))
-        for item in limit.items:
-            for identifier in identifiers:
-                self._limiter.hit(item, limit.name, identifier)
+        with self._counting:
+            for item in limit.items:
+                for identifier in identifiers:
+                    if not self._limiter.test(item, limit.name, identifier):
+                        reset = self._limiter.get_window_stats(item, limit.name, identifier).reset_time
+                        raise RateLimited(limit.message, math.ceil(reset - time.time()))
+            for item in limit.items:
+                for identifier in identifiers:
+                    self._limiter.hit(item, limit.name, identifier)
 
     def request(self, client: str) -> None:
         """Count any request from a client."""
@@ -82,6 +92,43 @@ class Guard:
                 reset = self._limiter.get_window_stats(item, "key-failures", f"service:{service_id}").reset_time
                 raise RateLimited(self._key_checks.message, math.ceil(reset - time.time()))
         self._hit(self._key_checks, f"client:{client}")
+
+    def check_once(self, client: str, credential: str, check: Callable[[], T]) -> T:
+        """Run ``check`` (a key check: an scrypt) with one check per client at a time.
+
+        The same key sent again while its check runs (a script's parallel uploads) waits for that check and
+        shares its result; another key from the same client meanwhile gets RateLimited at once. So a flood
+        from one address holds one scrypt slot, never both, and other clients are not queued behind it."""
+        digest = hashlib.sha256(credential.encode("utf-8")).hexdigest()
+        with self._counting:
+            running = self._checking.get(client)
+            if running is not None and running[0] != digest:
+                raise RateLimited("A sign-in from your address is being checked; wait a moment and try again.", 1)
+            leader = running is None
+            if leader:
+                running = self._checking[client] = (digest, threading.Event(), [], [])
+            else:
+                running[3].append(1)
+        _, done, outcome, _ = running
+        if not leader:
+            done.wait(CHECK_WAIT_SECONDS)
+            if not outcome:
+                raise RateLimited("A sign-in from your address is being checked; wait a moment and try again.", 1)
+            kind, value = outcome[0]
+            if kind == "error":
+                raise value
+            return value
+        try:
+            result = check()
+            outcome.append(("result", result))
+            return result
+        except Exception as error:
+            outcome.append(("error", error))
+            raise
+        finally:
+            with self._counting:
+                self._checking.pop(client, None)
+            done.set()
 
     def key_failed(self, service_id: str) -> None:
         """Count a failed key check against the service it named."""

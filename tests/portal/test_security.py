@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import select
 import socket
 import threading
@@ -382,7 +383,7 @@ def test_finding_12_identical_uploads_at_the_same_moment_are_one_accepted(portal
     verdicts = sorted(r.json()["verdict"] for r in results)
     assert verdicts == ["accepted", "duplicate"], [r.json()["message"] for r in results]
     duplicate = next(r.json() for r in results if r.json()["verdict"] == "duplicate")
-    assert "already sent this exact file" in duplicate["message"]
+    assert re.search(r"already (sent|received)", duplicate["message"], re.IGNORECASE)  # told it is already received
     assert len(portal.landing_files()) == 1
 
 
@@ -416,3 +417,74 @@ def test_finding_12_hsts_when_behind_tls(tmp_path) -> None:
         assert fetch(port).getheader("strict-transport-security", "").startswith("max-age=31536000")
     with live_portal(tmp_path / "untrusted", trusted_proxies="10.9.9.9") as (_, port):
         assert fetch(port).getheader("strict-transport-security") is None  # a forged header is not believed
+
+
+def test_finding_8_one_key_check_at_a_time_per_client(tmp_path, monkeypatch) -> None:
+    import hashlib
+
+    from fastapi.testclient import TestClient
+
+    from sprx.portal import store
+
+    portal = limited_portal(tmp_path)
+    real = hashlib.scrypt
+    calls: list[int] = []
+    started = threading.Event()
+    release = threading.Event()
+
+    def held(*args, **kwargs):
+        calls.append(1)
+        started.set()
+        release.wait(10)  # the first check stays in progress until the others have been sent
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store.hashlib, "scrypt", held)
+    wrong = {"Authorization": f"Bearer {well_formed_wrong_key()}"}
+    results: list = []
+    first = threading.Thread(target=lambda: results.append(portal.client.get("/api/uploads", headers=wrong)))
+    first.start()
+    assert started.wait(10)
+    # the same key again meanwhile (a script's parallel requests) waits for that check and shares its answer
+    same = threading.Thread(target=lambda: results.append(portal.client.get("/api/uploads", headers=wrong)))
+    same.start()
+    guard = portal.client.app.state.guard
+    for _ in range(200):  # until it waits on the running check
+        if guard._checking.get("testclient", (None, None, None, []))[3]:
+            break
+        time.sleep(0.05)
+    # another key from the same address meanwhile: refused at once, no scrypt spent on it
+    other_key = portal.client.get("/api/uploads", headers={"Authorization": f"Bearer {well_formed_wrong_key('sheds')}"})
+    assert other_key.status_code == 429 and "being checked" in other_key.json()["error"]
+    release.set()
+    first.join(10)
+    same.join(10)
+    assert [r.status_code for r in results] == [403, 403]
+    assert len(calls) == 1  # one scrypt for the three requests
+    # another address has its own turn
+    other = TestClient(portal.client.app, base_url="http://testserver", client=("10.7.7.7", 5000))
+    assert other.get("/api/uploads", headers={"Authorization": f"Bearer {portal.credential_b}"}).status_code == 200
+
+
+# --- finding 5, the portal's part: identifier files owner-only whatever the umask -----------------
+
+
+def test_finding_5_the_portals_files_are_owner_only(tmp_path) -> None:
+    import os
+    import stat
+
+    from tests.portal.conftest import GOOD_CSV, make_portal
+
+    previous = os.umask(0o022)
+    try:
+        portal = make_portal(tmp_path / "home")
+        assert portal.api_upload("june.csv", GOOD_CSV).status_code == 201
+    finally:
+        os.umask(previous)
+
+    def mode(path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    assert mode(portal.home / "portal") == 0o700
+    assert mode(portal.home / "portal" / "portal.sqlite3") == 0o600
+    [landed] = portal.landing_files()
+    assert mode(landed.parent) == 0o700 and mode(landed) == 0o600
