@@ -112,8 +112,13 @@ def _tables(connection: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> 
                    if not any(word in name for word in RUN_TIME_COLUMNS) and "TIMESTAMP" not in kind]
         rows = connection.execute(f'select {", ".join(chr(34) + c + chr(34) for c in columns)} '
                                   f'from "{schema}"."{table}"').fetchall()
-        found[f"{schema.rsplit('_', 1)[-1]}.{table}"] = sorted(rows, key=repr)
+        found[f"{schema.rsplit('_', 1)[-1]}.{table}"] = sorted((tuple(map(_steady, row)) for row in rows), key=repr)
     return found
+
+
+def _steady(value):
+    """A float to 10 significant digits: DuckDB sums in parallel, so the last digits vary from run to run."""
+    return float(f"{value:.10g}") if isinstance(value, float) else value
 
 
 def snapshot(home: Path) -> dict:
@@ -239,13 +244,14 @@ def test_a_full_disk_during_each_stage_fails_cleanly_then_a_normal_run_equals_a_
     if stage == "publish":
         assert sprx(home, api_url, "build").returncode == 0
     limit = {
-        "ingest": _size(reference_home / "warehouse.duckdb") // 3,
+        "ingest": 1024 * 1024,  # the raw zone of the slice takes several times this
         "build": _size(home / "warehouse.duckdb") + 256 * 1024,
         "publish": _size(reference_home / "published" / "analytics.duckdb") // 2,
     }[stage]
     full = sprx(home, api_url, "publish" if stage == "publish" else "run", file_limit=limit)
     assert full.returncode != 0, f"the disk did not fill during {stage}"
-    assert "Traceback" not in full.stderr.splitlines()[-1:]
+    last = (full.stderr.strip().splitlines() or [""])[-1]
+    assert stage in full.stderr and "Traceback" not in last, full.stderr[-2000:]
     recover_and_compare(home, api_url, reference[1])
 
 
