@@ -147,7 +147,7 @@ def move_into_archive(source: Path, archive: Path, archived: str, sha256: str, r
     or a copy put back in landing/) only the landing copy is removed. `received_at` (UTC, naive) becomes
     the archived copy's modification time, so that a reprocess reads the same time received."""
     target = archive / archived
-    private_dir(archive)
+    private_dir(archive, enforce=True)
     private_dir(target.parent)
     if target.exists():
         if file_sha256(target) != sha256:

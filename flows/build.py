@@ -26,6 +26,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.lock import warehouse_lock
 from flows.warehouse import connect, utc_now
+from sprx.permissions import private_umask
 from sprx.settings import DBT_PROJECT_DIR, get_settings
 
 # Node statuses that fail a build (dbt's NodeStatus values): a model or seed error, a failing test, and
@@ -126,7 +127,7 @@ def invoke_dbt(arguments: list[str], home: Path):
     """Run one dbt command in-process against home's warehouse; returns dbt's own result object."""
     from dbt.cli.main import dbtRunner  # imported here: dbt's import is slow and sets up its logging
 
-    with _environment(SPRX_HOME=str(home)):
+    with _environment(SPRX_HOME=str(home)), private_umask():  # the warehouse's log, dbt's files: owner-only
         return dbtRunner().invoke(arguments)
 
 

@@ -31,6 +31,7 @@ from flows.load import SOURCES, Delivery, FileChanged, FileResult, Loader, file_
 from flows.pseudonymise import load_key, verify_key
 from flows.warehouse import close_abandoned_runs, connect, is_busy_error, record_stage, utc_now
 from sprx.output import progress_advance, progress_begin, progress_end
+from sprx.permissions import private_dir, private_file, private_umask
 from sprx.settings import Settings, get_settings
 
 # Where each source's files arrive, under landing/.
@@ -384,7 +385,8 @@ def ingest(
     The run is recorded in audit.pipeline_runs (stage "ingest") and $SPRX_HOME/status.json."""
     settings = get_settings()
     key = load_key(settings)  # fail before touching anything
-    with warehouse_lock(settings.home, "ingest", settings.lock_wait_seconds):
+    with warehouse_lock(settings.home, "ingest", settings.lock_wait_seconds), private_umask():
+        private_dir(settings.landing_dir)
         connection = connect(settings.warehouse_path)
         try:
             verify_key(connection, key)  # a changed key stops the run before anything is recorded
@@ -486,6 +488,7 @@ def _swap_in(fresh: Path, warehouse: Path) -> None:
             os.link(warehouse, backup)
         except OSError:  # a file system without hard links
             shutil.copy2(warehouse, backup)
+    private_file(fresh)
     os.replace(fresh, warehouse)
     directory = os.open(warehouse.parent, os.O_RDONLY)
     try:
@@ -500,6 +503,7 @@ def _move_aside(warehouse: Path, error: BaseException) -> Path:
     aside = warehouse.with_name(f"{CORRUPT_PREFIX}{stamp}.duckdb")
     for source, target in ((_wal(warehouse), _wal(aside)), (warehouse, aside)):
         if source.exists():
+            private_file(source)
             os.replace(source, target)
     get_run_logger().warning("%s could not be opened (%s); moved aside to %s, and the raw zone is rebuilt from "
                              "archive/ without its history", warehouse.name, _first_line(error), aside.name)
@@ -642,7 +646,7 @@ def reprocess() -> IngestSummary:
     reprocess = true."""
     settings = get_settings()
     load_key(settings)
-    with warehouse_lock(settings.home, "reprocess", settings.lock_wait_seconds):
+    with warehouse_lock(settings.home, "reprocess", settings.lock_wait_seconds), private_umask():
         run_id, started = run_id_now(), utc_now()
         summary = IngestSummary(reprocessed=True)
         try:

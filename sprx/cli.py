@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sprx import __version__
 from sprx.portal.cli import add_parser as add_portal_parser
+from sprx.permissions import private_dir, private_file
 from sprx.settings import SAMPLE_FEEDS_DIR, SettingsError, get_settings
 
 # Arguments used to generate the committed sample_feeds/ (tests regenerate it byte for byte).
@@ -177,18 +178,19 @@ def _deliveries_in_folder(folder: Path) -> list[Path]:
 
 def land_sample(landing: Path, archive: Path) -> int:
     """Copy the sample's deliveries into landing/, except those already there or in archive/; how many."""
-    landing.mkdir(parents=True, exist_ok=True)
+    private_dir(landing)  # the sample's (synthetic) identifiers are treated like real ones: owner-only
     landed = 0
     for source in _deliveries_in_folder(SAMPLE_FEEDS_DIR):
         relative = source.relative_to(SAMPLE_FEEDS_DIR)
         target = landing / relative
         if target.exists() or (archive / relative).exists():
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         if source.is_dir():
             shutil.copytree(source, target)
         else:
             shutil.copy2(source, target)
+        private_file(target)
         landed += 1
     return landed
 
@@ -340,6 +342,9 @@ def summarise_ingest(summary) -> str:
     ]
     if getattr(summary, "archived", 0):
         lines.append(f"  {summary.archived} file(s) moved to archive/ (kept read-only)")
+    if getattr(summary, "arriving", None):
+        lines.append(f"  {len(summary.arriving)} file(s) still being written, left in landing/ for the next run: "
+                     + ", ".join(summary.arriving[:5]) + (" ..." if len(summary.arriving) > 5 else ""))
     for result in summary.files:
         if result.status in ("held", "rejected"):
             lines.append(f"  {result.status}: {result.relative}: {result.message}")
@@ -684,7 +689,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sprx: {error}", file=sys.stderr)
         return 2
     finally:
-        if undo is not None:
+        # called as a library (tests pass argv): put Prefect's console logging back. As the `sprx` command,
+        # leave it in the log file: Prefect still logs as the process exits (stopping its temporary server).
+        if undo is not None and argv is not None:
             undo()
 
 

@@ -60,7 +60,7 @@ def log_path(home: Path) -> Path:
 def quiet_prefect(home: Path) -> Callable[[], None]:
     """Send Prefect's console log lines (flow and task runs, the temporary server, uvicorn) to
     $SPRX_HOME/logs/sprx.log instead of the terminal; returns a function that puts them back."""
-    import prefect  # noqa: F401  (configures Prefect's logging, which is then redirected)
+    import prefect.main  # noqa: F401  (sets up Prefect's logging, which is then redirected)
 
     path = log_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@ Landing, archive, the warehouse and the portal's uploads and database hold NHS n
 dates of birth, postcodes or keyed tokens. Whatever the process's umask, sprx creates them
 owner-only: folders 0700, files 0600, archived deliveries 0400 (read-only). The analysts' copy in
 published/ holds no identifier and is left to the umask. Call these helpers wherever such a file or
-folder is made; they are cheap and idempotent.
+folder is made; they are cheap and idempotent. Files a sender puts in landing/ are the sender's
+(and its folders the operator's): sprx does not change their modes.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ ARCHIVED_FILE = 0o400
 PRIVATE_UMASK = 0o077
 
 
-def private_dir(path: Path) -> Path:
-    """Create a folder (and any missing parents below an existing one) owner-only; make it owner-only if it exists."""
+def private_dir(path: Path, *, enforce: bool = False) -> Path:
+    """Create a folder and any missing parents owner-only (0700); return it.
+
+    Folders that already exist keep their mode (an operator may have given landing/ to a group of senders),
+    unless `enforce`: then the folder itself is made 0700 (for folders only sprx uses: archive/, portal/)."""
     missing = []
     probe = path
     while not probe.exists():
@@ -37,9 +41,9 @@ def private_dir(path: Path) -> Path:
         try:
             folder.mkdir(mode=PRIVATE_DIR)
         except FileExistsError:
-            pass
-        folder.chmod(PRIVATE_DIR)
-    if path.stat().st_mode & 0o777 != PRIVATE_DIR:
+            continue
+        folder.chmod(PRIVATE_DIR)  # mkdir's mode is filtered by the umask; this one is not
+    if enforce and path.stat().st_mode & 0o777 != PRIVATE_DIR:
         path.chmod(PRIVATE_DIR)
     return path
 

@@ -30,7 +30,8 @@ JSON keys (``sprx status --json``, and status.json; version `STATUS_VERSION`):
 - ``rejected_in_landing``: landing paths whose latest load was rejected and that still wait in landing/
   (fix or remove them);
 - ``ignored_in_landing``: landing paths that no reader takes (not in a feed's folder, or not a feed's
-  layout: a stray README.md, truth.json, a sheet outside vcse/<service>/); dot files are skipped;
+  layout: a stray README.md, truth.json, a sheet outside vcse/<service>/); files still being written
+  (dot files, .part and the like) are not listed;
 - ``summary``: ``feeds``, ``late``, ``held_files``, ``rejected_files``, ``ignored_files``, ``failed_stages``
   (stages whose latest run failed, or was abandoned: its process died while it was running).
 
@@ -179,7 +180,7 @@ def collect_facts(connection: duckdb.DuckDBPyConnection) -> dict:
 
 def ignored_in_landing(landing: Path) -> list[str]:
     """Landing paths (relative, sorted) that no reader takes: outside every feed's folder or layout."""
-    from flows.ingest import SOURCE_FOLDERS, _deliveries_in
+    from flows.ingest import SOURCE_FOLDERS, _deliveries_in, in_progress
 
     if not landing.is_dir():
         return []
@@ -190,8 +191,8 @@ def ignored_in_landing(landing: Path) -> list[str]:
     ignored = []
     for path in sorted(landing.rglob("*")):
         relative = path.relative_to(landing)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
-            continue
+        if any(in_progress(part) for part in relative.parts) or not path.is_file():
+            continue  # a file still being written: the ingest takes it once it is whole
         if path in taken or any(parent in taken for parent in path.parents):
             continue
         ignored.append(relative.as_posix())

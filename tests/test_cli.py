@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -163,3 +164,28 @@ def test_a_missing_or_short_key_is_one_line_before_anything_starts(sprx_home: Pa
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
     assert key is None or key not in err
     assert not (sprx_home / "warehouse.duckdb").exists()
+
+
+def test_serve_help_names_the_schedule_settings_and_their_time_zone(capsys) -> None:
+    assert main(["serve", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("SPRX_SCHEDULE_TIMEZONE", "SPRX_SCHEDULE_GP", "SPRX_SCHEDULE_AMBULANCE", "SPRX_SCHEDULE_VCSE",
+                 "PREFECT_API_URL", "--verbose"):
+        assert name in text, name
+
+
+@pytest.mark.parametrize(("environment", "expected"), [
+    ({}, 300),  # sprx's default: Prefect's own 20 s fails on a loaded machine
+    ({"SPRX_PREFECT_STARTUP_TIMEOUT_SECONDS": "45"}, 45),
+    ({"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}, 120),  # set for Prefect directly: kept
+    ({"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "SPRX_PREFECT_STARTUP_TIMEOUT_SECONDS": "90"}, 90),
+])
+def test_commands_give_prefects_temporary_server_a_startup_timeout(environment, expected) -> None:
+    code = ("from sprx.output import prepare_prefect; from sprx.settings import get_settings; "
+            "prepare_prefect(get_settings()); from prefect.settings import get_current_settings; "
+            "print(get_current_settings().server.ephemeral.startup_timeout_seconds)")
+    base = {name: value for name, value in os.environ.items()
+            if name not in ("SPRX_PREFECT_STARTUP_TIMEOUT_SECONDS", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**base, **environment})
+    assert int(result.stdout.strip()) == expected

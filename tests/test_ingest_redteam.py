@@ -287,3 +287,89 @@ def test_finding_11_a_file_name_dated_in_the_future_is_refused(sprx_home: Path, 
     shutil.copy2(future, folder / AMBULANCE)  # the same rows under the right date load
     assert main(["ingest"]) == 0
     assert query(sprx_home, "select count(*) from raw.ambulance_incidents")[0][0] > 0
+
+
+# --- finding 4: clear identifiers kept through other columns --------------------------------------
+
+CLEAR = ("9992914173", "999 291 4173", "M41 9JD", "17/08/1972", "Zoe Hughes")
+
+
+def every_text_value(home: Path) -> list[str]:
+    """Every text value in every table of the warehouse."""
+    values = []
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as connection:
+        columns = connection.execute("select table_schema, table_name, column_name from information_schema.columns "
+                                     "where data_type = 'VARCHAR'").fetchall()
+        for schema, table, column in columns:
+            values.extend(str(v) for (v,) in connection.execute(
+                f'select "{column}" from "{schema}"."{table}" where "{column}" is not null').fetchall())
+    return values
+
+
+def test_finding_4_personal_details_typed_in_other_columns_reject_the_row_and_are_never_stored(
+        sprx_home: Path) -> None:
+    sheet = sprx_home / "landing" / "vcse" / "walks" / "june.csv"
+    sheet.parent.mkdir(parents=True)
+    sheet.write_text(
+        "Date,Activity,First Name,Surname,DOB,Postcode,Attended,Wellbeing\n"
+        "03/06/2026,Walking group,Amir,Khan,02/02/1960,WA14 4NQ,Y,7\n"
+        "03/06/2026,Zoe Hughes 999 291 4173 M41 9JD,Zoe,Hughes,17/08/1972,,Y,6\n"  # details typed in Activity
+        "03/06/2026,Walk - born 17/08/1972,Zoe,Hughes,17/08/1972,,Y,6\n"
+        "03/06/2026,Lunch club m41 9jd,Zoe,Hughes,17/08/1972,,Y,6\n"
+        "04/06/2026,Walking group,Zoe,Hughes,17/08/1972,,Y,9992914173\n",  # an NHS number typed into Wellbeing
+        encoding="utf-8")
+    [result] = ingest().files
+    assert (result.rows_received, result.rows_loaded, result.rows_rejected) == (5, 1, 4)
+    reasons = query(sprx_home, "select row_number, field, reason, value from audit.rejected_rows order by 1")
+    assert [(row, field) for row, field, _, _ in reasons] == [(3, "activity"), (4, "activity"), (5, "activity"),
+                                                              (6, "wellbeing_score")]
+    assert all("NHS number" in reason for _, field, reason, _ in reasons if field == "activity")
+    assert all(value is None for *_, value in reasons)  # never echoed
+    assert query(sprx_home, "select activity from raw.vcse_attendances") == [("Walking group",)]
+    stored = " | ".join(every_text_value(sprx_home))
+    for clear in CLEAR:
+        assert clear.casefold() not in stored.casefold(), clear
+
+
+# --- finding 5: identifier files are world-readable -----------------------------------------------
+
+
+def modes(root: Path) -> dict[str, int]:
+    """The permission bits of every file and folder under root (root included), by relative path."""
+    paths = [root, *root.rglob("*")] if root.exists() else []
+    return {p.relative_to(root).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in paths}
+
+
+@pytest.fixture
+def umask_022():
+    """The common default umask, under which new files are world-readable unless made otherwise."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_finding_5_identifier_files_and_folders_are_the_owners_alone_whatever_the_umask(sprx_home: Path) -> None:
+    from tests.portal.conftest import GOOD_CSV, make_portal
+
+    land_fixtures(sprx_home)  # landed by a sender: its modes are the sender's
+    assert main(["ingest"]) == 0
+    assert main(["ingest", "--reprocess"]) == 0
+    for name in ("warehouse.duckdb", "warehouse.before-reprocess.duckdb"):
+        assert stat.S_IMODE((sprx_home / name).stat().st_mode) == 0o600, name
+    archive = modes(sprx_home / "archive")
+    assert archive and {mode for path, mode in archive.items() if (sprx_home / "archive" / path).is_file()} == {0o400}
+    assert {mode for path, mode in archive.items() if (sprx_home / "archive" / path).is_dir()} == {0o700}
+    # the portal: its database, the uploads it keeps and the sheets it lands
+    portal = make_portal(sprx_home)
+    response = portal.api_upload("june.csv", GOOD_CSV)
+    assert response.status_code == 201, response.text
+    kept = modes(sprx_home / "portal")
+    assert kept["."] == 0o700 and kept["portal.sqlite3"] == 0o600
+    assert {mode for path, mode in kept.items() if (sprx_home / "portal" / path).is_file()} == {0o600}
+    assert {mode for path, mode in kept.items() if (sprx_home / "portal" / path).is_dir()} == {0o700}
+    [landed] = [p for p in (sprx_home / "landing" / "vcse" / "walks").iterdir()]
+    assert stat.S_IMODE(landed.stat().st_mode) == 0o600
+    assert stat.S_IMODE(landed.parent.stat().st_mode) == 0o700  # a folder the portal made

@@ -220,9 +220,9 @@ class PortalStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / "portal.sqlite3"
-        private_dir(folder)  # the portal's database and kept sheets hold identifiers: owner-only whatever the umask
-        if not self.path.exists():
-            os.close(open_private(self.path))
+        private_dir(folder, enforce=True)  # credentials, uploads: the service account's alone
+        if not self.path.exists():  # SQLite gives its journal files the database's mode
+            os.close(open_private(self.path, os.O_WRONLY | os.O_CREAT))
         private_file(self.path)
         with self._connect() as connection:
             connection.executescript(SCHEMA)

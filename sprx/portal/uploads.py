@@ -28,9 +28,9 @@ from pathlib import Path
 import duckdb
 
 from flows.lock import WarehouseBusy, warehouse_lock
+from sprx.permissions import open_private, private_dir, private_file
 from sprx.portal.checks import SheetRefused, check_file_name, check_workbook, content_kind, judge_sheet
 from sprx.portal.forms import ReceivedForm, sentence
-from sprx.permissions import open_private, private_dir
 from sprx.portal.store import PortalStore, Upload, utc_now
 from sprx.settings import PortalSettings, Settings, get_portal_settings, get_settings
 
@@ -110,7 +110,7 @@ class PortalConfig:
 
     def incoming_path(self) -> Path:
         """A new, unused path for a sheet that is arriving."""
-        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.incoming_dir)
         return self.incoming_dir / f".{secrets.token_hex(16)}.part"
 
 
@@ -195,8 +195,9 @@ def _accepted_message(upload: Upload) -> str:
 def _keep(config: PortalConfig, upload: Upload, incoming: Path, suffix: str) -> str:
     """Move the received bytes to the service's kept uploads; the path relative to the portal folder."""
     relative = Path("uploads") / upload.service_id / f"{upload.upload_id}{suffix}"
-    (config.portal_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+    private_dir((config.portal_dir / relative).parent)
     os.replace(incoming, config.portal_dir / relative)
+    private_file(config.portal_dir / relative)
     return relative.as_posix()
 
 
@@ -218,7 +219,8 @@ def land(config: PortalConfig, upload: Upload, stored: Path) -> str:
 
     The name is the server's own (never the client's) and one the ingest accepts: any name ending in
     the content's suffix, in the service's folder; the ingest reads the service from the folder."""
-    folder = private_dir(config.landing_dir / "vcse" / upload.service_id)
+    folder = config.landing_dir / "vcse" / upload.service_id
+    private_dir(folder)
     name = f"portal-{upload.received_at:%Y%m%d-%H%M%S}-{upload.upload_id}{stored.suffix}"
     temporary = folder / f".{name}.part"
     with stored.open("rb") as source, os.fdopen(open_private(temporary), "wb") as target:
