@@ -13,7 +13,7 @@ import threading
 import time
 import tracemalloc
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import openpyxl
 import pytest
@@ -26,7 +26,7 @@ ROW = ["03/06/2026", "Walk", "Y", "Hughes", "17/08/1972"]
 SHEET_XML = "xl/worksheets/sheet1.xml"
 
 
-def rename_sheet_part(workbook: bytes, new_name: str, change=lambda xml: xml) -> bytes:
+def rename_sheet_part(workbook: bytes, new_name: str, change: Callable[[bytes], bytes] = lambda xml: xml) -> bytes:
     """A copy of a workbook whose first sheet's part is renamed (rels and content types follow) and changed."""
     source = zipfile.ZipFile(io.BytesIO(workbook))
     buffer = io.BytesIO()
@@ -40,7 +40,7 @@ def rename_sheet_part(workbook: bytes, new_name: str, change=lambda xml: xml) ->
     return buffer.getvalue()
 
 
-def far_cell(reference: str, row: int) -> callable:
+def far_cell(reference: str, row: int) -> Callable[[bytes], bytes]:
     """A change to a sheet's XML adding one cell at `reference` on row `row`."""
     def change(xml: bytes) -> bytes:
         return xml.replace(b"</sheetData>", f'<row r="{row}"><c r="{reference}" t="inlineStr"><is><t>x</t></is>'
