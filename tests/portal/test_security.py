@@ -289,7 +289,7 @@ def trickle(port: int, head: bytes, tail: bytes, max_bytes: int = 60) -> tuple[i
 def test_finding_8_slow_uploads_and_slow_headers_are_cut_off(tmp_path) -> None:
     from tests.portal.conftest import GOOD_CSV
 
-    with live_portal(tmp_path, request_timeout_seconds=1) as (portal, port):
+    with live_portal(tmp_path, request_timeout_seconds=2) as (portal, port):
         # a normal upload over the same server is unaffected
         body = multipart(GOOD_CSV)
         request = (f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer "
