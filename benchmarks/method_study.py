@@ -128,7 +128,7 @@ def summarise(results: list[dict]) -> str:
             iv_cover = sum(1 for r in iv_rows if r["effect_among_engaged_ci_lower"] is not None
                            and r["effect_among_engaged_ci_lower"] <= r["truth_effect_among_engaged"]
                            <= r["effect_among_engaged_ci_upper"])
-            share = f"{bias / truth:+.0%}" if truth else "n/a"
+            share = f"{bias / abs(truth):+.0%}" if truth else "n/a"
             target = sum(r["target_referral_count"] for r in rows) / n
             matched = sum(r["matched_referral_count"] for r in rows) / n
             lines.append(
