@@ -78,4 +78,4 @@ def test_serve_registers_its_deployments_and_a_triggered_run_completes(tmp_path,
             "select count(*) from audit.file_loads where source = 'vcse' and status = 'loaded'").fetchone()[0]
     assert loaded == sheets
     with duckdb.connect(str(home / "published" / "analytics.duckdb"), read_only=True) as connection:
-        assert connection.execute("select count(*) from published.pub_vcse_activity_monthly").fetchone()[0] > 0
+        assert connection.execute("select count(*) from published.pub_vcse_activity").fetchone()[0] > 0

@@ -20,16 +20,17 @@ final as (
         window_days,
         imd_quintile,
         is_all_quintiles,
-        {{ disclosure_count('referral_count') }} as referral_count,
-        {{ disclosure_count('complete_referral_count') }} as complete_referral_count,
-        {{ disclosure_statistic('naive_mean_change', 'complete_referral_count') }} as naive_mean_change,
-        {{ disclosure_count('matched_referral_count') }} as matched_referral_count,
-        {{ disclosure_count('matched_comparator_count') }} as matched_comparator_count,
-        {{ disclosure_statistic('matched_difference_in_differences', 'matched_referral_count') }}
-            as matched_difference_in_differences,
-        {{ disclosure_statistic('matched_standard_error', 'matched_referral_count') }} as matched_standard_error,
-        {{ disclosure_statistic('matched_ci_lower', 'matched_referral_count') }} as matched_ci_lower,
-        {{ disclosure_statistic('matched_ci_upper', 'matched_referral_count') }} as matched_ci_upper
+        {{ count_with_status('referral_count') }},
+        {{ count_with_status('complete_referral_count') }},
+        {{ statistic_with_status('naive_mean_change', 'complete_referral_count', 'naive_mean_change') }},
+        {{ count_with_status('matched_referral_count') }},
+        {{ count_with_status('matched_comparator_count') }},
+        {{ statistic_with_status(
+            'matched_difference_in_differences', 'matched_referral_count', 'matched_difference_in_differences'
+        ) }},
+        {{ statistic_with_status('matched_standard_error', 'matched_referral_count', 'matched_standard_error') }},
+        {{ statistic_with_status('matched_ci_lower', 'matched_referral_count', 'matched_ci_lower') }},
+        {{ statistic_with_status('matched_ci_upper', 'matched_referral_count', 'matched_ci_upper') }}
     from outcomes_by_deprivation
 
 )
