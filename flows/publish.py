@@ -403,9 +403,11 @@ def swap_release(staging: Path, published: Path, summary: PublishSummary, build:
     release = published / "releases" / summary.release
     staging.rename(release)
     _fsync_tree(release)
-    _point(published / "current", f"releases/{summary.release}")  # the swap: one rename
+    # The fixed entries already point through `current` after the first publish (a no-op then); made
+    # first, so that even the first swap (or one from the pre-release layout) never mixes two copies.
     for entry in RELEASE_ENTRIES:
         _point(published / entry, f"current/{entry}")
+    _point(published / "current", f"releases/{summary.release}")  # the swap: one rename
     clear_leftovers(published)
 
 
