@@ -488,11 +488,12 @@ def _publish_parser(subparsers) -> None:
         "publish",
         help="copy the warehouse's published schema to $SPRX_HOME/published/ for analysts",
         description=(
-            "Copy the published schema (and nothing else) of the last build into a new "
-            "published/analytics.duckdb, Parquet and CSV files, check it against disclosure control "
-            "and for anything like an identifier, then swap it in atomically. `sprx run` does this "
-            "after every successful build; run it alone after `sprx build`. Refused (exit 1, the published "
-            "copy unchanged) when the last build failed or was killed."
+            "Copy the published schema (and nothing else) of the last build into a new release: "
+            "analytics.duckdb, Parquet and CSV files, the report (report/index.html, report/report.pdf) "
+            "and manifest.json; check it against disclosure control and for anything like an identifier, "
+            "then make it current with one rename. `sprx run` does this after every successful build; "
+            "run it alone after `sprx build`. Refused (exit 1, the published copy unchanged) when the last "
+            "build failed or was killed."
         ),
     )
     _flow_options(parser)

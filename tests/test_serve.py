@@ -179,7 +179,7 @@ def _check_published(home: Path, status: dict, sheets: int) -> None:
     assert status["runs"]["ingest"]["detail"]["files_loaded"] == sheets
     assert status["runs"]["build"]["status"] == "completed"
     with duckdb.connect(str(home / "published" / "analytics.duckdb"), read_only=True) as connection:
-        assert connection.execute("select count(*) from published.pub_vcse_activity_monthly").fetchone()[0] > 0
+        assert connection.execute("select count(*) from published.pub_vcse_activity").fetchone()[0] > 0
 
 
 def _trigger_full(api_url: str) -> None:

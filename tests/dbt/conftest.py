@@ -44,3 +44,17 @@ def sample_build(sample_home: Path) -> SampleBuild:
     finally:
         monkeypatch.undo()
     return SampleBuild(home=sample_home, summary=summary)
+
+
+@pytest.fixture(scope="package")
+def published(sample_build: SampleBuild) -> Path:
+    """The sample warehouse published by the publish flow (analytics.duckdb, Parquet, CSV, report); its folder."""
+    from flows.publish import publish
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("SPRX_HOME", str(sample_build.home))
+    try:
+        publish()
+    finally:
+        monkeypatch.undo()
+    return sample_build.home / "published"

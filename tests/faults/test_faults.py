@@ -136,7 +136,9 @@ def snapshot(home: Path) -> dict:
     with duckdb.connect(str(home / "published" / "analytics.duckdb"), read_only=True) as connection:
         state["published"] = _tables(connection, ("published",))
     published = home / "published"
-    state["published_files"] = sorted(p.relative_to(published).as_posix() for p in published.rglob("*")
+    # the files of the current release (published/current; its folder's name differs from run to run)
+    current = (published / "current").resolve()
+    state["published_files"] = sorted(p.relative_to(current).as_posix() for p in current.rglob("*")
                                       if p.is_file())
     manifest = json.loads((published / "manifest.json").read_text(encoding="utf-8"))
     state["manifest_tables"] = manifest["tables"]

@@ -2,6 +2,7 @@
 -- control. Counts 1-7 are redacted (null), the rest rounded to the nearest 5; means and
 -- standardised mean differences come from the unrounded rows and are redacted when the referrals
 -- they describe number 7 or fewer.
+-- Every redactable figure X has X_status ('shown', 'redacted', 'not_applicable').
 
 with
 
@@ -17,15 +18,15 @@ final as (
         covariate_balance_key,
         covariate,
         imd_quintile,
-        {{ disclosure_count('referred_count') }} as referred_count,
-        {{ disclosure_count('matched_referred_count') }} as matched_referred_count,
-        {{ disclosure_count('candidate_count') }} as candidate_count,
-        {{ disclosure_statistic('referred_mean_before', 'referred_count') }} as referred_mean_before,
-        {{ disclosure_statistic('candidate_mean', 'referred_count') }} as candidate_mean,
-        {{ disclosure_statistic('referred_mean_after', 'matched_referred_count') }} as referred_mean_after,
-        {{ disclosure_statistic('comparator_mean_after', 'matched_referred_count') }} as comparator_mean_after,
-        {{ disclosure_statistic('smd_before', 'referred_count') }} as smd_before,
-        {{ disclosure_statistic('smd_after', 'matched_referred_count') }} as smd_after
+        {{ count_with_status('referred_count') }},
+        {{ count_with_status('matched_referred_count') }},
+        {{ count_with_status('candidate_count') }},
+        {{ statistic_with_status('referred_mean_before', 'referred_count', 'referred_mean_before') }},
+        {{ statistic_with_status('candidate_mean', 'referred_count', 'candidate_mean') }},
+        {{ statistic_with_status('referred_mean_after', 'matched_referred_count', 'referred_mean_after') }},
+        {{ statistic_with_status('comparator_mean_after', 'matched_referred_count', 'comparator_mean_after') }},
+        {{ statistic_with_status('smd_before', 'referred_count', 'smd_before') }},
+        {{ statistic_with_status('smd_after', 'matched_referred_count', 'smd_after') }}
     from covariate_balance
 
 )

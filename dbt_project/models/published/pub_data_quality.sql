@@ -1,5 +1,6 @@
--- One row per delivered file: mart_data_quality under disclosure control (row counts 1-7 redacted
--- to null, the rest rounded to the nearest 5). The file's path and checksum are not published.
+-- One row per delivered file: mart_data_quality as it is. Rows of a file are an organisational
+-- count (what a sender delivered, not people), so they are not redacted (docs/analysts.md). The
+-- file's path and checksum are not published.
 
 with
 
@@ -16,12 +17,12 @@ final as (
         source,
         organisation_code,
         extract_date,
-        received_at,
-        loaded_at,
-        {{ disclosure_count('rows_received') }} as rows_received,
-        {{ disclosure_count('rows_loaded') }} as rows_loaded,
-        {{ disclosure_count('rows_rejected') }} as rows_rejected,
-        {{ disclosure_rate('rows_rejected', 'rows_received') }} as rejection_rate,
+        timezone('UTC', received_at) as received_at,
+        timezone('UTC', loaded_at) as loaded_at,
+        rows_received,
+        rows_loaded,
+        rows_rejected,
+        cast(rows_rejected as double) / nullif(rows_received, 0) as rejection_rate,
         load_status
     from file_loads
 

@@ -10,16 +10,29 @@ coding as (
 
 ),
 
+practices as (
+
+    select * from {{ ref('dim_practices') }}
+
+),
+
 final as (
 
     select
-        system_practice_key,
-        gp_system,
-        practice_code,
-        {{ disclosure_count('registered_patients') }} as registered_patients,
-        {{ disclosure_count('patients_with_referral_code') }} as patients_with_referral_code,
-        {{ disclosure_rate('patients_with_referral_code', 'registered_patients') }} as referral_coding_rate
+        coding.system_practice_key,
+        coding.gp_system,
+        coding.practice_code,
+        practices.practice_name,
+        practices.pcn_code,
+        practices.pcn_name,
+        {{ count_with_status('coding.registered_patients', 'registered_patients') }},
+        {{ count_with_status('coding.patients_with_referral_code', 'patients_with_referral_code') }},
+        {{ rate_with_status(
+            'coding.patients_with_referral_code', 'coding.registered_patients', 'referral_coding_rate'
+        ) }}
     from coding
+    left join practices
+        on coding.practice_code = practices.practice_code
 
 )
 

@@ -1,5 +1,5 @@
--- One row per delivered file, field and rejection reason: mart_data_quality_reasons under
--- disclosure control (counts 1-7 redacted to null, the rest rounded to the nearest 5). The mart's
+-- One row per delivered file, field and rejection reason: mart_data_quality_reasons as it is (rows
+-- of a file are an organisational count, not redacted: docs/analysts.md). The mart's
 -- hashed row key is left out: analysts identify a row by its file, field and reason.
 
 with
@@ -18,7 +18,7 @@ final as (
         organisation_code,
         field_name,
         rejection_reason,
-        {{ disclosure_count('rejected_rows') }} as rejected_rows
+        rejected_rows
     from rejection_reasons
 
 )

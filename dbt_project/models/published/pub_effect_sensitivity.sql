@@ -2,6 +2,7 @@
 -- disclosure control. The referral count is redacted when 1-7, else rounded to the nearest 5;
 -- estimates, intervals and E-values come from the unrounded rows and are redacted when 7 or fewer
 -- referrals are averaged over.
+-- Every redactable figure X has X_status ('shown', 'redacted', 'not_applicable').
 
 with
 
@@ -18,16 +19,17 @@ final as (
         specification,
         outcome,
         window_days,
-        {{ disclosure_count('matched_referral_count') }} as matched_referral_count,
-        {{ disclosure_count('cluster_count') }} as cluster_count,
-        {{ disclosure_statistic('matched_difference_in_differences', 'matched_referral_count') }}
-            as matched_difference_in_differences,
-        {{ disclosure_statistic('matched_standard_error', 'matched_referral_count') }} as matched_standard_error,
-        {{ disclosure_statistic('matched_ci_lower', 'matched_referral_count') }} as matched_ci_lower,
-        {{ disclosure_statistic('matched_ci_upper', 'matched_referral_count') }} as matched_ci_upper,
-        {{ disclosure_statistic('change_from_primary', 'matched_referral_count') }} as change_from_primary,
-        {{ disclosure_statistic('e_value', 'matched_referral_count') }} as e_value,
-        {{ disclosure_statistic('e_value_ci', 'matched_referral_count') }} as e_value_ci
+        {{ count_with_status('matched_referral_count') }},
+        {{ count_with_status('cluster_count') }},
+        {{ statistic_with_status(
+            'matched_difference_in_differences', 'matched_referral_count', 'matched_difference_in_differences'
+        ) }},
+        {{ statistic_with_status('matched_standard_error', 'matched_referral_count', 'matched_standard_error') }},
+        {{ statistic_with_status('matched_ci_lower', 'matched_referral_count', 'matched_ci_lower') }},
+        {{ statistic_with_status('matched_ci_upper', 'matched_referral_count', 'matched_ci_upper') }},
+        {{ statistic_with_status('change_from_primary', 'matched_referral_count', 'change_from_primary') }},
+        {{ statistic_with_status('e_value', 'matched_referral_count', 'e_value') }},
+        {{ statistic_with_status('e_value_ci', 'matched_referral_count', 'e_value_ci') }}
     from effect_sensitivity
 
 )

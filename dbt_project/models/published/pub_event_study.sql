@@ -3,6 +3,7 @@
 -- its interval and the pre-trend test come from the unrounded rows and are redacted when 7 or
 -- fewer referrals are averaged over. Every published integer is a count, so the quarter and the
 -- degrees of freedom are numbers (double) and the cluster count is rounded like a count.
+-- Every redactable figure X has X_status ('shown', 'redacted', 'not_applicable').
 
 with
 
@@ -19,15 +20,15 @@ final as (
         outcome,
         cast(relative_quarter as double) as relative_quarter,
         is_before_index,
-        {{ disclosure_count('referral_count') }} as referral_count,
-        {{ disclosure_count('cluster_count') }} as cluster_count,
-        {{ disclosure_statistic('estimate', 'referral_count') }} as estimate,
-        {{ disclosure_statistic('standard_error', 'referral_count') }} as standard_error,
-        {{ disclosure_statistic('ci_lower', 'referral_count') }} as ci_lower,
-        {{ disclosure_statistic('ci_upper', 'referral_count') }} as ci_upper,
-        {{ disclosure_statistic('pre_trend_chi_square', 'referral_count') }} as pre_trend_chi_square,
+        {{ count_with_status('referral_count') }},
+        {{ count_with_status('cluster_count') }},
+        {{ statistic_with_status('estimate', 'referral_count', 'estimate') }},
+        {{ statistic_with_status('standard_error', 'referral_count', 'standard_error') }},
+        {{ statistic_with_status('ci_lower', 'referral_count', 'ci_lower') }},
+        {{ statistic_with_status('ci_upper', 'referral_count', 'ci_upper') }},
+        {{ statistic_with_status('pre_trend_chi_square', 'referral_count', 'pre_trend_chi_square') }},
         cast(pre_trend_degrees_of_freedom as double) as pre_trend_degrees_of_freedom,
-        {{ disclosure_statistic('pre_trend_p_value', 'referral_count') }} as pre_trend_p_value
+        {{ statistic_with_status('pre_trend_p_value', 'referral_count', 'pre_trend_p_value') }}
     from event_study
 
 )
