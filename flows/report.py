@@ -333,10 +333,15 @@ def _find(columns: list[str], *patterns: str) -> str | None:
 
 
 def _generic_rows(tables: Tables, table: str, limit: int = 60) -> tuple[list[str], list[list[str]], list[dict]]:
-    """A published table's columns (without the _status ones) and its rows as cells, statuses applied."""
-    columns = [column for column in tables.columns(table) if not column.endswith("_status")
-               and not column.endswith("_key")]
-    rows = tables.rows(f"select * from published.{table} limit {limit}")
+    """A published table's columns (without the _status ones) and its rows as cells, statuses applied.
+
+    Rows come ordered by the first two columns (outcome then quarter; covariate then quintile); a
+    table broken down by IMD quintile gives its overall (``imd_quintile = 'all'``) rows only."""
+    every = tables.columns(table)
+    columns = [column for column in every if not column.endswith("_status") and not column.endswith("_key")]
+    where = "where imd_quintile = 'all'" if "imd_quintile" in every else ""
+    order = "order by " + ", ".join(f'"{column}"' for column in columns[:2]) if columns else ""
+    rows = tables.rows(f"select * from published.{table} {where} {order} limit {limit}")
     return columns, [[cell(row[column], row.get(f"{column}_status")) for column in columns] for row in rows], rows
 
 
