@@ -7,8 +7,9 @@ pseudonymised rows in the current state of each source:
 - SystmOne: the latest version of every RowIdentifier, deletions kept as tombstones so that a
   late-arriving older extract cannot bring a deleted row back;
 - ambulance: the latest version of every incident;
-- VCSE: one row per service, session, activity and attendee; a corrected sheet replaces the rows
-  it restates.
+- VCSE: one row per service, session, activity and attendee; a corrected sheet replaces every
+  session (service, session date, activity) it restates, whole, whether its rows link to a person
+  or not; sheets received at the same moment merge person by person.
 
 Every version decision compares extract dates (or, for VCSE, the time the sheet was received), so
 loading the same files in any order gives the same warehouse.

@@ -1,5 +1,5 @@
 -- One row per VCSE service, session date, activity and attendee, as the service's latest sheet
--- states it (a corrected sheet replaces the rows it restates; raw keeps the latest). Rows that
+-- states it (a corrected sheet replaces each session it restates whole; raw keeps the latest). Rows that
 -- cannot be linked to a person are kept: they still count as activity.
 -- Incremental (dbt_project.yml): a build takes only the raw rows written by files loaded since the
 -- last build (the ingest stamps every inserted or restated row with its file's id, and file ids

@@ -1,0 +1,142 @@
+"""A corrected sheet never counts a month twice, even when none of its rows can be linked to a person.
+
+The case from issue 14: the sample's walking-group register for April 2026 is loaded, then the same
+sheet is sent again with its date of birth heading misspelt ("Date of Brith"). Without a date of
+birth no row links to a person, so the rows cannot be matched person by person; the replacement key
+is the session (service, session date, activity), and the second sheet replaces the April sessions
+whole. Expected counts are read from the sample file itself, never written down here.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.ingest import ingest
+from flows.sources.common import normalise_header
+from flows.sources.vcse import ATTENDED_YES, DATE_FORMATS, TOTALS_LABELS
+from sprx.settings import SAMPLE_FEEDS_DIR
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+SERVICE = "trafford-walking-for-health"
+REGISTER = SAMPLE_FEEDS_DIR / "vcse" / SERVICE / "april-2026-register.csv"
+ENCODING = "cp1252"  # the sample register is saved by Excel on Windows
+
+
+def misspelt(register: bytes, heading: str, wrong: str) -> bytes:
+    """The register with one heading (in the header row only) spelt wrongly."""
+    text = register.decode(ENCODING)
+    lines = text.splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if heading in line.split(","))
+    cells = lines[index].rstrip("\r\n").split(",")
+    cells[cells.index(heading)] = wrong
+    lines[index] = ",".join(cells) + lines[index][len(lines[index].rstrip("\r\n")):]
+    return "".join(lines).encode(ENCODING)
+
+
+def session_day(text: str) -> dt.date:
+    """A session date as the sheet writes it, read in the formats the reader takes."""
+    for layout in DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text.strip(), layout).date()
+        except ValueError:
+            continue
+    raise ValueError(text)
+
+
+def register_counts(register: bytes) -> tuple[int, int, set[dt.date]]:
+    """Attendance rows, attended rows and session days of a register, read with csv."""
+    rows = list(csv.reader(io.StringIO(register.decode(ENCODING))))
+    header = next(i for i, row in enumerate(rows) if "Attended" in row)
+    names = rows[header]
+    body = [dict(zip(names, row, strict=False)) for row in rows[header + 1:] if any(cell.strip() for cell in row)]
+    body = [row for row in body if normalise_header(next(v for v in row.values() if v.strip()))
+            not in {normalise_header(label) for label in TOTALS_LABELS}]
+    yes = {answer.casefold() for answer in ATTENDED_YES}
+    attended = sum(row["Attended"].strip().casefold() in yes for row in body)
+    return len(body), attended, {session_day(row["Date"]) for row in body}
+
+
+def land(home: Path, name: str, content: bytes, received: dt.datetime) -> Path:
+    """Put a sheet in landing/vcse/<service>/ as received at the given moment (its modification time)."""
+    folder = home / "landing" / "vcse" / SERVICE
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(content)
+    os.utime(path, (received.timestamp(), received.timestamp()))
+    return path
+
+
+def april(home: Path) -> dict[str, int]:
+    """April 2026 in raw.vcse_attendances: rows, attended rows and linkable rows."""
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as connection:
+        rows, attended, linkable = connection.execute(
+            "select count(*), count(*) filter (where attended), count(*) filter (where is_linkable) "
+            "from raw.vcse_attendances where service_id = ? and date_trunc('month', session_date) = date '2026-04-01'",
+            [SERVICE]).fetchone()
+    return {"rows": rows, "attended": attended, "linkable": linkable}
+
+
+def file_message(home: Path, name: str) -> tuple[str, str]:
+    """The status and message the ingest recorded for a sheet."""
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as connection:
+        return connection.execute("select status, message from audit.file_loads where path = ?",
+                                  [f"vcse/{SERVICE}/{name}"]).fetchone()
+
+
+GOOD = REGISTER.read_bytes()
+BRITH = misspelt(GOOD, "DOB", "Date of Brith")
+MAY_FIRST = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
+
+
+def test_the_date_of_brith_sheet_after_the_good_one_leaves_april_as_it_was(sprx_home: Path) -> None:
+    rows, attended, _ = register_counts(GOOD)
+    assert (rows, attended) == register_counts(BRITH)[:2]
+    land(sprx_home, REGISTER.name, GOOD, MAY_FIRST)
+    ingest(sources=("vcse",))
+    assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": rows}
+    land(sprx_home, "april-2026-register-again.csv", BRITH, MAY_FIRST + dt.timedelta(days=1))
+    ingest(sources=("vcse",))
+    # the corrected sheet replaced April's sessions whole: no month counted twice
+    assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": 0}
+    status, message = file_message(sprx_home, "april-2026-register-again.csv")
+    assert status == "loaded"
+    # the cause and the fix are said, in the sheet's own words
+    assert "'Date of Brith' (cell E3) was not used: did you mean 'Date of Birth'?" in message
+    assert f"{rows} row(s) cannot be linked to a person (no NHS number, and no date of birth (the sheet has no " \
+           "Date of Birth column))" in message
+
+
+def test_the_same_two_sheets_in_the_other_order_keep_the_later_one(sprx_home: Path) -> None:
+    rows, attended, _ = register_counts(GOOD)
+    land(sprx_home, "april-2026-register-again.csv", BRITH, MAY_FIRST + dt.timedelta(days=1))
+    ingest(sources=("vcse",))
+    land(sprx_home, REGISTER.name, GOOD, MAY_FIRST)  # arrives late, but was received first
+    ingest(sources=("vcse",))
+    assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": 0}
+    status, message = file_message(sprx_home, REGISTER.name)
+    assert status == "loaded" and "later sheet" in message
+
+
+def test_a_corrected_sheet_that_drops_a_session_row_removes_it(sprx_home: Path) -> None:
+    """A sheet restates its sessions whole: a row deleted from a session is gone after the correction."""
+    text = GOOD.decode(ENCODING)
+    lines = text.splitlines(keepends=True)
+    last_data = max(i for i, line in enumerate(lines) if line.split(",")[0][:1].isdigit())
+    fewer = "".join(lines[:last_data] + lines[last_data + 1:]).encode(ENCODING)
+    rows, attended, sessions = register_counts(fewer)
+    land(sprx_home, REGISTER.name, GOOD, MAY_FIRST)
+    land(sprx_home, "april-2026-register-fixed.csv", fewer, MAY_FIRST + dt.timedelta(hours=2))
+    ingest(sources=("vcse",))
+    dropped_session_kept = session_day(lines[last_data].split(",")[0]) in sessions
+    expected_rows = rows + (0 if dropped_session_kept else 1)  # a session not restated stays as it was
+    assert april(sprx_home)["rows"] == expected_rows
+    shutil.rmtree(sprx_home / "landing")
