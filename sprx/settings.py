@@ -86,6 +86,10 @@ def get_settings() -> Settings:
     )
 
 
+# Shown when SPRX_PORTAL_CONTACT is not set: set it to a real address (docs/services.md, section 6).
+DEFAULT_PORTAL_CONTACT = "your ICS social prescribing data team (ask your link worker for their email address)"
+
+
 @dataclass(frozen=True)
 class PortalSettings:
     """The upload portal's settings (`sprx portal`); its own state lives in <home>/portal/, never the warehouse."""
@@ -100,6 +104,8 @@ class PortalSettings:
     session_minutes: int
     # SPRX_PORTAL_INGEST_ON_UPLOAD: 1 to start the VCSE ingest for each accepted sheet at once.
     ingest_on_upload: bool
+    # SPRX_PORTAL_CONTACT: who services contact for help (name, email, phone), shown on Help and every error page.
+    contact: str = DEFAULT_PORTAL_CONTACT
 
 
 def get_portal_settings() -> PortalSettings:
@@ -117,4 +123,5 @@ def get_portal_settings() -> PortalSettings:
         max_upload_bytes=number("SPRX_PORTAL_MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
         session_minutes=number("SPRX_PORTAL_SESSION_MINUTES", 60),
         ingest_on_upload=os.environ.get("SPRX_PORTAL_INGEST_ON_UPLOAD", "").strip().lower() in ("1", "true", "yes"),
+        contact=(os.environ.get("SPRX_PORTAL_CONTACT") or "").strip() or DEFAULT_PORTAL_CONTACT,
     )

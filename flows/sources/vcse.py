@@ -166,13 +166,17 @@ class HeadingChoice:
         return column_letter(self.position)
 
 
-class MisspeltHeading(FeedFileError):
-    """A required column is missing but a heading looks like a misspelling of it; ``choices`` say which."""
+class HeaderProblem(FeedFileError):
+    """A row of headings was found but lacks a required column; ``choices`` say how each heading was read."""
 
     def __init__(self, message: str, header_row_number: int, choices: list[HeadingChoice]) -> None:
         super().__init__(message)
         self.header_row_number = header_row_number
         self.choices = choices
+
+
+class MisspeltHeading(HeaderProblem):
+    """A required column is missing but a heading looks like a misspelling of it (its choice is SUGGESTED)."""
 
 
 def remembered_headings_path(home: Path, service_id: str) -> Path:
@@ -270,8 +274,11 @@ def _find_header(rows: Iterable[tuple[int, Sequence[str]]], remembered: Mapping[
         near_miss = near_miss or (number, choices)
     if near_miss is not None:
         number, choices = near_miss
-        require_columns({choice.column: choice.position for choice in choices if choice.column}, HEADINGS,
-                        REQUIRED_COLUMNS)
+        try:
+            require_columns({choice.column: choice.position for choice in choices if choice.column}, HEADINGS,
+                            REQUIRED_COLUMNS)
+        except FeedFileError as problem:
+            raise HeaderProblem(f"{problem} (the headings are in row {number})", number, choices) from None
     raise FeedFileError(
         f"no header row found: expected a row of column headings within the first {MAX_TITLE_ROWS + 1} rows, "
         f"including {_REQUIRED_TEXT}"
@@ -334,6 +341,13 @@ class VcseSheet:
     _header: tuple[str, ...] = field(default=(), repr=False)
     _columns: dict[str, int] = field(default_factory=dict, repr=False)
     _layout: CsvLayout | None = field(default=None, repr=False)
+
+    def heading_of(self, column: str) -> tuple[str, str] | None:
+        """The spreadsheet letter and the sheet's own heading of a column, or None when the sheet lacks it."""
+        position = self._columns.get(column)
+        if position is None:
+            return None
+        return column_letter(position), (self._header[position] or "").strip()
 
     def _raw_chunks(self) -> Iterator[pl.DataFrame]:
         """Raw chunks of the rows below the header, blank rows dropped."""

@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Serve the upload portal (HTML pages and a JSON API), or manage the services that may sign in to it. "
             "Accepted sheets land in $SPRX_HOME/landing/vcse/<service>/; the portal's own state is in "
             "$SPRX_HOME/portal/. Settings: SPRX_PORTAL_HOST, SPRX_PORTAL_PORT, SPRX_PORTAL_MAX_UPLOAD_BYTES, "
-            "SPRX_PORTAL_SESSION_MINUTES, SPRX_PORTAL_INGEST_ON_UPLOAD. See docs/services.md."
+            "SPRX_PORTAL_SESSION_MINUTES, SPRX_PORTAL_INGEST_ON_UPLOAD, SPRX_PORTAL_CONTACT. See docs/services.md."
         ),
     )
     parser.add_argument("--host", help="address to listen on (default SPRX_PORTAL_HOST or 127.0.0.1)")

@@ -111,7 +111,7 @@ def test_a_service_signs_in_uploads_reads_its_problems_and_signs_out(live, brows
     watched.upload("june-register.csv", GOOD_CSV)
     assert page.get_by_role("heading", level=1).inner_text() == "Accepted"
     assert page.locator("#rows-accepted").inner_text() == "3"
-    assert "Queued for loading" in page.locator("#load-status").inner_text()
+    assert "Waiting to be loaded" in page.locator("#load-status").inner_text()
     watched.shot("result-accepted")
 
     # a sheet with bad rows: each problem listed by spreadsheet row, with the column and how to fix it
@@ -119,10 +119,9 @@ def test_a_service_signs_in_uploads_reads_its_problems_and_signs_out(live, brows
     assert page.get_by_role("heading", level=1).inner_text() == "Accepted, some rows need fixing"
     assert page.locator("#rows-with-problems").inner_text() == "4"
     rows = page.locator("table.problems tbody tr")
-    listed = {(rows.nth(i).locator("td").nth(0).inner_text(), rows.nth(i).locator("td").nth(1).inner_text())
+    listed = {(rows.nth(i).locator("td").nth(0).inner_text(), rows.nth(i).locator("td").nth(2).inner_text())
               for i in range(rows.count())}
-    assert listed == {("3", "Attended"), ("4", "Session Date"), ("4", "NHS Number"), ("5", "Wellbeing"),
-                      ("7", "Whole row")}
+    assert listed == {("3", "Attended"), ("4", "Date"), ("4", "NHS Number"), ("5", "Wellbeing"), ("7", "Whole row")}
     assert "Margaret" not in page.content() and "9992914174" not in page.content()  # no identifier echoed
     watched.shot("result-problems")
 

@@ -13,7 +13,6 @@ import csv
 import datetime as dt
 import io
 import os
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -21,25 +20,12 @@ import pytest
 
 from flows.ingest import ingest
 from flows.sources.common import normalise_header
-from flows.sources.vcse import ATTENDED_YES, DATE_FORMATS, TOTALS_LABELS
-from sprx.settings import SAMPLE_FEEDS_DIR
+from flows.sources.vcse import ATTENDED_YES, DATE_FORMATS, TOTALS_LABELS, remember_headings
+from tests.portal.conftest import ENCODING, REGISTER, make_portal, misspelt
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 SERVICE = "trafford-walking-for-health"
-REGISTER = SAMPLE_FEEDS_DIR / "vcse" / SERVICE / "april-2026-register.csv"
-ENCODING = "cp1252"  # the sample register is saved by Excel on Windows
-
-
-def misspelt(register: bytes, heading: str, wrong: str) -> bytes:
-    """The register with one heading (in the header row only) spelt wrongly."""
-    text = register.decode(ENCODING)
-    lines = text.splitlines(keepends=True)
-    index = next(i for i, line in enumerate(lines) if heading in line.split(","))
-    cells = lines[index].rstrip("\r\n").split(",")
-    cells[cells.index(heading)] = wrong
-    lines[index] = ",".join(cells) + lines[index][len(lines[index].rstrip("\r\n")):]
-    return "".join(lines).encode(ENCODING)
 
 
 def session_day(text: str) -> dt.date:
@@ -75,13 +61,13 @@ def land(home: Path, name: str, content: bytes, received: dt.datetime) -> Path:
     return path
 
 
-def april(home: Path) -> dict[str, int]:
+def april(home: Path, service: str = SERVICE) -> dict[str, int]:
     """April 2026 in raw.vcse_attendances: rows, attended rows and linkable rows."""
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as connection:
         rows, attended, linkable = connection.execute(
             "select count(*), count(*) filter (where attended), count(*) filter (where is_linkable) "
             "from raw.vcse_attendances where service_id = ? and date_trunc('month', session_date) = date '2026-04-01'",
-            [SERVICE]).fetchone()
+            [service]).fetchone()
     return {"rows": rows, "attended": attended, "linkable": linkable}
 
 
@@ -139,4 +125,36 @@ def test_a_corrected_sheet_that_drops_a_session_row_removes_it(sprx_home: Path) 
     dropped_session_kept = session_day(lines[last_data].split(",")[0]) in sessions
     expected_rows = rows + (0 if dropped_session_kept else 1)  # a session not restated stays as it was
     assert april(sprx_home)["rows"] == expected_rows
-    shutil.rmtree(sprx_home / "landing")
+
+
+def test_through_the_portal_the_date_of_brith_sheet_after_the_good_one_leaves_april_as_it_was(
+        sprx_home: Path) -> None:
+    """Issue 14's acceptance as a volunteer does it: the good sheet, a load, then the misspelt one, whose
+    suggestion the volunteer turns down (the worst case: no row can be linked), then the next load."""
+    portal = make_portal(sprx_home)
+    service = "walks"
+    rows, attended, _ = register_counts(GOOD)
+    good = portal.api_upload("april-2026-register.csv", GOOD).json()
+    assert good["verdict"] == "accepted"
+    ingest(sources=("vcse",))
+    assert april(sprx_home, service)["attended"] == attended
+    brith = portal.api_upload("april-2026-register (2).csv", BRITH).json()
+    assert brith["verdict"] == "needs_confirmation"
+    headers = {"Authorization": f"Bearer {portal.credential_a}"}
+    answer = portal.client.post(f"/api/uploads/{brith['upload_id']}/headings",
+                                json={"headings": {"Date of Brith": None}}, headers=headers)
+    assert answer.status_code == 201 and answer.json()["unlinkable"][0]["count"] == rows
+    ingest(sources=("vcse",))
+    assert april(sprx_home, service) == {"rows": rows, "attended": attended, "linkable": 0}
+    after = portal.client.get(f"/api/uploads/{brith['upload_id']}", headers=headers).json()
+    assert after["load_status"] == "loaded"
+
+
+def test_a_sheet_dropped_in_landing_uses_the_headings_the_service_confirmed(sprx_home: Path) -> None:
+    rows, attended, _ = register_counts(GOOD)
+    remember_headings(sprx_home, SERVICE, {"Date of Brith": "date_of_birth"}, confirmed_by="test")
+    land(sprx_home, "april-2026-register.csv", BRITH, MAY_FIRST)
+    ingest(sources=("vcse",))
+    assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": rows}
+    status, message = file_message(sprx_home, "april-2026-register.csv")
+    assert status == "loaded" and "Brith" not in message
