@@ -463,7 +463,7 @@ class Loader:
                 pl.col("wellbeing_score").cast(pl.Int8)), first)
             self._quarantine(validated, file_id, delivery.relative, result)
             first = False
-        notes = list(sheet.notices)
+        notes = list(sheet.notices) + sheet.heading_notices
         if sheet.stated_total is not None:
             notes.append(f"totals row (row {sheet.totals_row_number}) says {sheet.stated_total}; not counted as "
                          "attendance")

@@ -342,6 +342,11 @@ class VcseSheet:
     _columns: dict[str, int] = field(default_factory=dict, repr=False)
     _layout: CsvLayout | None = field(default=None, repr=False)
 
+    @property
+    def heading_notices(self) -> list[str]:
+        """What to say about the headings not used (near misses with their suggestion, other columns)."""
+        return heading_notices(self.headings, self.header_row_number)
+
     def heading_of(self, column: str) -> tuple[str, str] | None:
         """The spreadsheet letter and the sheet's own heading of a column, or None when the sheet lacks it."""
         position = self._columns.get(column)
@@ -437,11 +442,11 @@ def read_vcse(path: Path | str, chunk_rows: int = DEFAULT_CHUNK_ROWS, *,
     if magic.startswith(ZIP_MAGIC):
         notices: list[str] = []
         number, header, columns, choices = _find_header(_excel_head(path, notices), remembered)
-        return VcseSheet(path, service_id, True, number, chunk_rows, notices + heading_notices(choices, number),
-                         headings=choices, _header=header, _columns=columns)
+        return VcseSheet(path, service_id, True, number, chunk_rows, notices, headings=choices, _header=header,
+                         _columns=columns)
     head = read_head(open_file(path), MAX_TITLE_ROWS + 1)
     number, header, columns, choices = _find_header(((record.number, record.cells) for record in head.records),
                                                     remembered)
     layout = layout_after(head, head.records[number - 1])
-    return VcseSheet(path, service_id, False, number, chunk_rows, heading_notices(choices, number), headings=choices,
-                     _header=header, _columns=columns, _layout=layout)
+    return VcseSheet(path, service_id, False, number, chunk_rows, [], headings=choices, _header=header,
+                     _columns=columns, _layout=layout)

@@ -64,13 +64,16 @@ def browser() -> Iterator:
 class Watched:
     """A page whose console errors, uncaught exceptions and failed requests are collected."""
 
-    def __init__(self, browser, base: str) -> None:
-        self.context = browser.new_context(viewport=DESKTOP, base_url=base)
+    def __init__(self, browser, base: str, viewport: dict | None = None, *, bypass_csp: bool = False) -> None:
+        # bypass_csp: only so that a test can inject the accessibility checker into the page
+        self.context = browser.new_context(viewport=viewport or DESKTOP, base_url=base, bypass_csp=bypass_csp)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.page.on("requestfailed", lambda request: self.errors.append(f"failed: {request.url}"))
+        # a request the browser itself cancelled by moving to the next page (the icon, typically) is no fault
+        self.page.on("requestfailed", lambda request: request.failure != "net::ERR_ABORTED"
+                     and self.errors.append(f"failed: {request.url} ({request.failure})"))
 
     def sign_in(self, credential: str) -> None:
         """Sign in with the keyboard: the key typed into its labelled field, Enter to send."""
