@@ -158,3 +158,13 @@ def test_a_sheet_dropped_in_landing_uses_the_headings_the_service_confirmed(sprx
     assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": rows}
     status, message = file_message(sprx_home, "april-2026-register.csv")
     assert status == "loaded" and "Brith" not in message
+
+
+def test_a_sheet_the_pipeline_already_holds_is_already_received_on_the_portal(sprx_home: Path) -> None:
+    land(sprx_home, REGISTER.name, GOOD, MAY_FIRST)  # the data team dropped it in landing/ before
+    ingest(sources=("vcse",))
+    portal = make_portal(sprx_home)
+    body = portal.api_upload("april-2026-register.csv", GOOD).json()
+    assert body["verdict"] == "duplicate" and not body["queued_for_loading"]
+    assert body["message"].startswith("Already received")
+    assert not any(path.name.startswith("portal-") for path in portal.landing_files())
