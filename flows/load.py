@@ -460,7 +460,7 @@ class Loader:
                 "session_date", "activity_key", "attendee_key", "activity", "attended", "is_linkable",
                 "linkage_basis", "nhs_number_token", "name_dob_token", "surname_dob_postcode_token", "postcode_token",
                 "lsoa21_code", "imd_decile", "session_age", "session_age_band",
-                pl.col("wellbeing_score").cast(pl.Int8)), first)
+                *(pl.col(name).cast(pl.Int8) for name in vcse_source.WELLBEING_COLUMNS)), first)
             self._quarantine(validated, file_id, delivery.relative, result)
             first = False
         notes = list(sheet.notices) + sheet.heading_notices
@@ -490,7 +490,8 @@ class Loader:
                 insert into raw.vcse_attendances
                 select ?, session_date, activity_key, attendee_key, ?, ?, row_number, activity, attended,
                        is_linkable, linkage_basis, nhs_number_token, name_dob_token, surname_dob_postcode_token,
-                       postcode_token, lsoa21_code, imd_decile, session_age, session_age_band, wellbeing_score
+                       postcode_token, lsoa21_code, imd_decile, session_age, session_age_band, wellbeing_score,
+                       wellbeing_worthwhile, wellbeing_happiness, wellbeing_anxiety
                 from stage_vcse_current
                 qualify row_number() over (partition by session_date, activity_key, attendee_key
                                            order by row_number) = 1
@@ -502,7 +503,9 @@ class Loader:
                     surname_dob_postcode_token = excluded.surname_dob_postcode_token,
                     postcode_token = excluded.postcode_token, lsoa21_code = excluded.lsoa21_code,
                     imd_decile = excluded.imd_decile, session_age = excluded.session_age,
-                    session_age_band = excluded.session_age_band, wellbeing_score = excluded.wellbeing_score
+                    session_age_band = excluded.session_age_band, wellbeing_score = excluded.wellbeing_score,
+                    wellbeing_worthwhile = excluded.wellbeing_worthwhile,
+                    wellbeing_happiness = excluded.wellbeing_happiness, wellbeing_anxiety = excluded.wellbeing_anxiety
                 where excluded.received_at >= vcse_attendances.received_at
                 """,
                 [service, delivery.received_at, file_id],

@@ -196,9 +196,13 @@ create table if not exists raw.vcse_attendances (
     imd_decile tinyint,
     session_age smallint,
     session_age_band varchar,
-    wellbeing_score tinyint,
+    wellbeing_score tinyint,             -- ONS4 life satisfaction, 0-10
     primary key (service_id, session_date, activity_key, attendee_key)
 );
+-- The other ONS4 personal wellbeing answers (0-10), added after the first release.
+alter table raw.vcse_attendances add column if not exists wellbeing_worthwhile tinyint;
+alter table raw.vcse_attendances add column if not exists wellbeing_happiness tinyint;
+alter table raw.vcse_attendances add column if not exists wellbeing_anxiety tinyint;   -- lower is better
 """
 
 RAW_TABLES = (

@@ -90,7 +90,32 @@ class VcseAttendance(FeedRow):
         nullable=True,
         in_range={"min_value": _LOWEST, "max_value": _HIGHEST},
         title=_HEADING["wellbeing_score"],
-        description=f"a whole number from {_LOWEST} to {_HIGHEST} (ONS4 life satisfaction), or blank",
+        description=f"a whole number from {_LOWEST} to {_HIGHEST} answering 'Overall, how satisfied are you with "
+        "your life nowadays?' (ONS4 life satisfaction), or blank",
+        metadata={"parse": whole_number_parse()},
+    )
+    wellbeing_worthwhile: pl.Int8 = pa.Field(
+        nullable=True,
+        in_range={"min_value": _LOWEST, "max_value": _HIGHEST},
+        title=_HEADING["wellbeing_worthwhile"],
+        description=f"a whole number from {_LOWEST} to {_HIGHEST} answering 'Overall, to what extent do you feel "
+        "the things you do in your life are worthwhile?' (ONS4), or blank",
+        metadata={"parse": whole_number_parse()},
+    )
+    wellbeing_happiness: pl.Int8 = pa.Field(
+        nullable=True,
+        in_range={"min_value": _LOWEST, "max_value": _HIGHEST},
+        title=_HEADING["wellbeing_happiness"],
+        description=f"a whole number from {_LOWEST} to {_HIGHEST} answering 'Overall, how happy did you feel "
+        "yesterday?' (ONS4), or blank",
+        metadata={"parse": whole_number_parse()},
+    )
+    wellbeing_anxiety: pl.Int8 = pa.Field(
+        nullable=True,
+        in_range={"min_value": _LOWEST, "max_value": _HIGHEST},
+        title=_HEADING["wellbeing_anxiety"],
+        description=f"a whole number from {_LOWEST} to {_HIGHEST} answering 'Overall, how anxious did you feel "
+        "yesterday?' (ONS4; lower is better), or blank",
         metadata={"parse": whole_number_parse()},
     )
     notes: str = pa.Field(

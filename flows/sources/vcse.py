@@ -46,9 +46,16 @@ HEADINGS: dict[str, tuple[str, ...]] = {
     "last_name": ("Last Name", "Surname", "Family Name"),
     "date_of_birth": ("Date of Birth", "DOB", "D.O.B."),
     "postcode": ("Postcode", "Post Code"),
-    "wellbeing_score": ("Wellbeing", "Wellbeing Score", "ONS4 Life Satisfaction"),
+    # ONS4 personal wellbeing, each 0-10: life satisfaction (the sheets' long-standing "Wellbeing"), worthwhile,
+    # happiness (yesterday) and anxiety (yesterday; lower is better).
+    "wellbeing_score": ("Life Satisfaction", "Wellbeing", "Wellbeing Score", "ONS4 Life Satisfaction", "Satisfaction"),
+    "wellbeing_worthwhile": ("Worthwhile", "ONS4 Worthwhile", "Life Worthwhile"),
+    "wellbeing_happiness": ("Happiness", "Happy", "ONS4 Happiness", "Happy Yesterday"),
+    "wellbeing_anxiety": ("Anxiety", "Anxious", "ONS4 Anxiety", "Anxious Yesterday"),
     "notes": ("Notes", "Comments"),
 }
+# The ONS4 personal wellbeing columns, in the ONS's order.
+WELLBEING_COLUMNS = ("wellbeing_score", "wellbeing_worthwhile", "wellbeing_happiness", "wellbeing_anxiety")
 COLUMNS = tuple(HEADINGS)
 SCHEMA = frame_schema(COLUMNS)
 REQUIRED_COLUMNS = ("session_date", "attended")

@@ -27,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from openpyxl.styles import Font
 
-from flows.sources.vcse import ATTENDED_NO, ATTENDED_YES, HEADINGS, REQUIRED_COLUMNS, WELLBEING_RANGE
+from flows.sources.vcse import ATTENDED_NO, ATTENDED_YES, HEADINGS, REQUIRED_COLUMNS, WELLBEING_RANGE, column_letter
 from schemas.vcse import VcseAttendance
 from sprx.portal.checks import MAX_SHEET_ROWS
 from sprx.portal.forms import FormRefused, drain, read_form, too_large
@@ -63,7 +63,10 @@ TEMPLATE_EXAMPLE = {
     "last_name": "Hughes",
     "date_of_birth": date(1972, 8, 17),
     "postcode": "M41 9JD",
-    "wellbeing_score": 7,
+    "wellbeing_score": 7,  # ONS4 personal wellbeing, each 0-10 and optional: life satisfaction,
+    "wellbeing_worthwhile": 8,  # worthwhile,
+    "wellbeing_happiness": 6,  # happiness yesterday
+    "wellbeing_anxiety": 3,  # and anxiety yesterday (lower is better)
     "notes": "",
 }
 # Headers on every response: no scripts, no outside assets, no framing, no sniffing, no referrer sent to other
@@ -124,8 +127,8 @@ def template_xlsx() -> bytes:
     for cell in sheet[2]:
         if isinstance(cell.value, date):
             cell.number_format = "dd/mm/yyyy"
-    for column in "ABCDEFGHIJ":
-        sheet.column_dimensions[column].width = 16
+    for position in range(len(TEMPLATE_EXAMPLE)):
+        sheet.column_dimensions[column_letter(position)].width = 18
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()

@@ -163,12 +163,7 @@ def process_upload(store: PortalStore, config: PortalConfig, service_id: str, fo
         else:
             status = judge_and_land(store, config, upload, stored)
     except HeadingsRefused as refusal:
-        upload.headings = refusal.headings
-        if any(heading["how"] == "suggested" for heading in refusal.headings):
-            upload.verdict, status = "needs_confirmation", 202
-        else:
-            upload.verdict, status = "refused", refusal.status
-        upload.message = refusal.message
+        upload.verdict, status = _headings_refused(upload, refusal)
     except SheetRefused as refusal:
         upload.verdict, upload.message, status = "refused", refusal.message, refusal.status
     except Exception as error:  # a fault here, not in the sheet: say so and keep the sheet for the team
@@ -209,6 +204,16 @@ def judge_and_land(store: PortalStore, config: PortalConfig, upload: Upload, sto
     return 201
 
 
+def _headings_refused(upload: Upload, refusal: HeadingsRefused) -> tuple[str, int]:
+    """Record a sheet whose headings lack a required column: waiting for an answer when a heading looks like it
+    (the page asks), else refused. Returns the verdict and the HTTP status."""
+    upload.headings = refusal.headings
+    upload.message = refusal.message.replace("or confirm it on the upload portal", "or answer the question below")
+    if any(heading["how"] == "suggested" for heading in refusal.headings):
+        return "needs_confirmation", 202
+    return "refused", refusal.status
+
+
 def confirm_headings(store: PortalStore, config: PortalConfig, upload: Upload,
                      choices: Mapping[str, str | None]) -> int:
     """Remember how the service reads some headings (heading as written -> column name, None: not used), then
@@ -221,10 +226,7 @@ def confirm_headings(store: PortalStore, config: PortalConfig, upload: Upload,
     try:
         status = judge_and_land(store, config, upload, config.portal_dir / upload.stored_path)
     except HeadingsRefused as refusal:
-        upload.headings = refusal.headings
-        waiting = any(heading["how"] == "suggested" for heading in refusal.headings)
-        upload.verdict, status = ("needs_confirmation", 202) if waiting else ("refused", refusal.status)
-        upload.message = refusal.message
+        upload.verdict, status = _headings_refused(upload, refusal)
     except SheetRefused as refusal:
         upload.verdict, upload.message, status = "refused", refusal.message, refusal.status
     store.save_upload(upload)

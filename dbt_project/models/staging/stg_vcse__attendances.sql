@@ -47,6 +47,9 @@ final as (
         cast(session_age as integer) as age_at_session,
         session_age_band as age_band_at_session,
         cast(wellbeing_score as integer) as wellbeing_score,
+        cast(wellbeing_worthwhile as integer) as wellbeing_worthwhile,
+        cast(wellbeing_happiness as integer) as wellbeing_happiness,
+        cast(wellbeing_anxiety as integer) as wellbeing_anxiety,
         received_at,
         file_id,
         row_number as file_row_number

@@ -11,6 +11,7 @@
     ref('pub_referral_funnel_monthly'),
     ref('pub_frequent_callers_monthly'),
     ref('pub_vcse_activity_monthly'),
+    ref('pub_vcse_wellbeing_by_service'),
     ref('pub_data_quality'),
     ref('pub_data_quality_reasons'),
     ref('pub_data_quality_coding'),
