@@ -49,6 +49,9 @@ INGEST_TIMEOUT_SECONDS = 30 * 60
 # Told to a service whose triggered load did not happen (the reason goes to the server log only).
 LOAD_DEFERRED = ("Your sheet is safely kept and waiting; it could not be loaded just now and will load at the "
                  "next scheduled time.")
+# Most headings one confirmation may answer, and the longest heading remembered (a register has about ten).
+MAX_HEADINGS_CONFIRMED = 50
+MAX_HEADING_LENGTH = 200
 # The time zone every time on the pages is shown in (the services' own clocks: GMT in winter, BST in summer).
 LOCAL_TIME_ZONE = ZoneInfo("Europe/London")
 # What a service is told about the outcome of a load, by the status the ingest recorded (its own message
@@ -218,9 +221,13 @@ def confirm_headings(store: PortalStore, config: PortalConfig, upload: Upload,
                      choices: Mapping[str, str | None]) -> int:
     """Remember how the service reads some headings (heading as written -> column name, None: not used), then
     judge the waiting sheet again and land it when nothing else waits; returns the HTTP status."""
-    unknown = [column for column in choices.values() if column is not None and column not in HEADINGS]
-    if unknown or upload.verdict != "needs_confirmation" or not upload.stored_path:
+    if upload.verdict != "needs_confirmation" or not upload.stored_path:
         raise SheetRefused("this sheet is not waiting for its headings to be confirmed", 409)
+    unknown = [column for column in choices.values() if column is not None and column not in HEADINGS]
+    if unknown or not choices or len(choices) > MAX_HEADINGS_CONFIRMED or any(
+            len(heading) > MAX_HEADING_LENGTH for heading in choices):
+        raise SheetRefused(f"give each heading as the sheet writes it and a column name from the template "
+                           f"({', '.join(HEADINGS)}), or null for 'do not use'", 400)
     remember_headings(config.home, upload.service_id, choices, confirmed_by=f"portal upload {upload.upload_id}")
     status = 201
     try:

@@ -166,3 +166,22 @@ def test_the_templates_offer_every_column_with_the_wellbeing_questions(portal: P
     assert [cell.value for cell in workbook.active[1]] == headings
     help_page = portal.client.get("/help").text
     assert "how anxious yesterday" in help_page and "Worthwhile" in help_page
+
+
+def test_a_confirmation_must_name_a_known_column_for_a_sheet_that_waits(portal: Portal) -> None:
+    headers = {"Authorization": f"Bearer {portal.credential_a}"}
+    waiting = portal.api_upload("april.csv", misspelt(REGISTER.read_bytes(), "DOB", "Date of Brith")).json()
+    wrong = portal.client.post(f"/api/uploads/{waiting['upload_id']}/headings",
+                               json={"headings": {"Date of Brith": "shoe_size"}}, headers=headers)
+    assert wrong.status_code == 400 and "column name from the template" in wrong.json()["error"]
+    assert portal.client.get(f"/api/uploads/{waiting['upload_id']}", headers=headers).json()["verdict"] == \
+        "needs_confirmation"  # nothing remembered, nothing landed
+    assert remembered_headings(portal.home, "walks") == {} and portal.landing_files() == []
+    done = portal.api_upload("july.csv", BAD_CSV).json()
+    again = portal.client.post(f"/api/uploads/{done['upload_id']}/headings",
+                               json={"headings": {"Date": "session_date"}}, headers=headers)
+    assert again.status_code == 409
+    other = portal.client.post(f"/api/uploads/{waiting['upload_id']}/headings",
+                               json={"headings": {"Date of Brith": "date_of_birth"}},
+                               headers={"Authorization": f"Bearer {portal.credential_b}"})
+    assert other.status_code == 404  # another service's upload is never found
