@@ -184,7 +184,9 @@ class Loader:
             return result
         except (FeedFileError, HeldFile, Superseded) as problem:
             self.connection.execute("rollback")
-            status = {FeedFileError: "rejected", HeldFile: "held", Superseded: "superseded"}[type(problem)]
+            # by kind, subclasses included (the VCSE reader's HeaderProblem is a FeedFileError)
+            status = "held" if isinstance(problem, HeldFile) else (
+                "superseded" if isinstance(problem, Superseded) else "rejected")
             result = FileResult(delivery.relative, delivery.source, status, message=str(problem))
             if status == "rejected":
                 result.reasons[str(problem)] += 1

@@ -168,3 +168,12 @@ def test_a_sheet_the_pipeline_already_holds_is_already_received_on_the_portal(sp
     assert body["verdict"] == "duplicate" and not body["queued_for_loading"]
     assert body["message"].startswith("Already received")
     assert not any(path.name.startswith("portal-") for path in portal.landing_files())
+
+
+def test_a_misspelt_required_heading_dropped_in_landing_is_refused_naming_the_heading(sprx_home: Path) -> None:
+    land(sprx_home, REGISTER.name, misspelt(GOOD, "Attended", "Atended"), MAY_FIRST)
+    ingest(sources=("vcse",))
+    status, message = file_message(sprx_home, REGISTER.name)
+    assert status == "rejected"
+    assert "no 'Attended' column; the heading 'Atended' in cell F3 looks like a misspelling of 'Attended'" in message
+    assert april(sprx_home)["rows"] == 0
