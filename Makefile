@@ -3,6 +3,7 @@
 #   make test   install into .venv with the test tools (and Debian's Chromium for the portal's
 #               browser tests, saying so first, and axe-core from npm for their accessibility
 #               check), then run the whole test suite
+#   make test-faults  the fault-injection suite (tests/faults), about 15 minutes
 # Every install takes the exact versions in requirements.lock / requirements-test.lock;
 # `make lock` recompiles both from pyproject.toml after a dependency changes.
 PYTHON ?= python3
@@ -12,7 +13,7 @@ UV_VERSION := 0.13.9
 LOCK_ARGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --quiet
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test install install-test browser axe lock clean
+.PHONY: demo test test-faults install install-test browser axe lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,11 @@ demo: install
 
 test: install-test browser axe
 	$(BIN)/python -m pytest
+
+# The fault-injection suite (kill -9 at 26 points, a full disk in each stage, a half-written file, two runs
+# at once, a reader throughout): about 15 minutes, so not part of `make test`.
+test-faults: install-test
+	$(BIN)/python -m pytest tests/faults -m faults
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

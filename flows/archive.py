@@ -5,8 +5,11 @@
 A delivery moves to archive/ once its status is final and something was decided from its bytes:
 ``loaded``, ``duplicate`` (the same bytes were loaded from another name) and ``superseded`` (an
 older export, checked and not used). It keeps its path relative to landing/ and the time it was
-received (the file's modification time, set explicitly). Files become read-only (0o444; for a
-SystmOne folder, the files in it; folders stay writable so that the archive can be managed).
+received (the file's modification time, set explicitly). Files become read-only and owner-only (0400;
+for a SystmOne folder, the files in it); folders are owner-only (0700) and stay writable so that the
+archive can be managed. After the move the sha256 is taken again: bytes that differ from the ones
+loaded (a sender still writing through an open file) put the file back in landing/ and fail the run
+loudly (`ArchiveChanged`); the next run loads the whole file.
 
 A ``held`` export stays in landing/ until released with ``--accept``; a ``rejected`` file stays in
 landing/ for its sender to fix (its bytes are recorded, so an unchanged copy is not read again).
@@ -33,19 +36,24 @@ import shutil
 from pathlib import Path
 
 from flows.load import file_sha256
+from sprx.permissions import ARCHIVED_FILE, private_dir
 
 # The archive's folder under $SPRX_HOME.
 ARCHIVE_DIR = "archive"
 # Statuses whose deliveries move to archive/ (nothing in them will be read again).
 ARCHIVED_STATUSES = frozenset({"loaded", "duplicate", "superseded"})
-# Permissions of an archived file: read-only for everyone.
-READ_ONLY = 0o444
+# Permissions of an archived file: read-only, the owner's alone (sprx.permissions).
+READ_ONLY = ARCHIVED_FILE
 # Hex digits of the sha256 that tell two versions of one landing path apart in archive/.
 VERSION_DIGITS = 12
 # Folder under archive/ holding later versions of a landing path, one sub-folder per sha256 prefix.
 VERSIONS_DIR = "versions"
 # Prefix of the temporary name a cross-file-system copy is written under (discovery skips dot names).
 PARTIAL_PREFIX = ".partial-"
+
+
+class ArchiveChanged(RuntimeError):
+    """The bytes in archive/ after a move are not the bytes loaded: the file went back to landing/."""
 
 
 def archive_dir(home: Path) -> Path:
@@ -89,8 +97,8 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _copy_across(source: Path, target: Path) -> None:
-    """Copy to another file system under a temporary name, sync, rename into place, then remove."""
+def _copy_across(source: Path, target: Path, sha256: str) -> None:
+    """Copy to another file system under a temporary name, sync, check, rename into place, then remove."""
     partial = target.with_name(PARTIAL_PREFIX + target.name)
     if partial.exists():
         _remove(partial)
@@ -102,15 +110,34 @@ def _copy_across(source: Path, target: Path) -> None:
     else:
         shutil.copy2(source, partial)
         _fsync(partial)
+    if file_sha256(partial) != sha256 or file_sha256(source) != sha256:
+        _remove(partial)  # the landing copy is untouched
+        raise ArchiveChanged(f"{source.name} changed while it was copied to archive/ (its sender was still writing "
+                             "it); it stays in landing/ and the next run loads it whole")
     os.replace(partial, target)
     _fsync(target.parent)
     _remove(source)
 
 
 def _make_read_only(target: Path) -> None:
+    if target.is_dir():
+        target.chmod(0o700)
     members = [p for p in target.rglob("*") if p.is_file()] if target.is_dir() else [target]
     for member in members:
         member.chmod(READ_ONLY)
+
+
+def _put_back(target: Path, source: Path, archived: str) -> None:
+    """Return a file whose bytes changed during its move to landing/ (or keep it in archive/ when its landing
+    path was taken meanwhile) and raise ArchiveChanged: the loaded rows are not all the file holds."""
+    where = f"archive/{archived}"
+    if not source.exists():
+        shutil.move(target, source)
+        _fsync(source.parent)
+        where = "landing/"
+    raise ArchiveChanged(f"{source.name} changed while it was moved to archive/ (its sha256 is no longer that of "
+                         f"the bytes loaded: its sender was still writing it); it is kept in {where} and the next "
+                         "run loads it whole")
 
 
 def move_into_archive(source: Path, archive: Path, archived: str, sha256: str, received_at: dt.datetime) -> None:
@@ -120,7 +147,8 @@ def move_into_archive(source: Path, archive: Path, archived: str, sha256: str, r
     or a copy put back in landing/) only the landing copy is removed. `received_at` (UTC, naive) becomes
     the archived copy's modification time, so that a reprocess reads the same time received."""
     target = archive / archived
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(archive, enforce=True)
+    private_dir(target.parent)
     if target.exists():
         if file_sha256(target) != sha256:
             raise FileExistsError(f"archive/{archived} holds other bytes; {source.name} was left in landing/")
@@ -131,7 +159,9 @@ def move_into_archive(source: Path, archive: Path, archived: str, sha256: str, r
         except OSError as error:
             if error.errno != errno.EXDEV:
                 raise
-            _copy_across(source, target)
+            _copy_across(source, target, sha256)
+        if file_sha256(target) != sha256:
+            _put_back(target, source, archived)
     stamp = received_at.replace(tzinfo=dt.UTC).timestamp()
     os.utime(target, (stamp, stamp))
     _make_read_only(target)

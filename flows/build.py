@@ -13,6 +13,7 @@ fails the flow, after the report is published.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.lock import warehouse_lock
 from flows.warehouse import connect, utc_now
+from sprx.permissions import private_umask
 from sprx.settings import DBT_PROJECT_DIR, get_settings
 
 # Node statuses that fail a build (dbt's NodeStatus values): a model or seed error, a failing test, and
@@ -125,7 +127,7 @@ def invoke_dbt(arguments: list[str], home: Path):
     """Run one dbt command in-process against home's warehouse; returns dbt's own result object."""
     from dbt.cli.main import dbtRunner  # imported here: dbt's import is slow and sets up its logging
 
-    with _environment(SPRX_HOME=str(home)):
+    with _environment(SPRX_HOME=str(home)), private_umask():  # the warehouse's log, dbt's files: owner-only
         return dbtRunner().invoke(arguments)
 
 
@@ -162,8 +164,12 @@ def dbt_build(home: Path, select: tuple[str, ...] = (), full_refresh: bool = Fal
 
     `full_refresh` passes --full-refresh (incremental models and seeds rebuilt from scratch). No retries:
     a failed model or test fails again until the data or the code changes."""
+    verbose = get_settings().verbose
     arguments = dbt_arguments("build", home, *(("--select", *select) if select else ()),
-                              *(("--full-refresh",) if full_refresh else ()))
+                              *(("--full-refresh",) if full_refresh else ()),
+                              # dbt's console: warnings and errors only unless verbose; its full log is in home/dbt/logs
+                              "--log-level", "info" if verbose else "warn",
+                              *(() if verbose and sys.stdout.isatty() else ("--no-use-colors",)))
     started = time.perf_counter()
     result = invoke_dbt(arguments, home)
     summary = summarise(result, time.perf_counter() - started)
@@ -192,8 +198,15 @@ def build(select: tuple[str, ...] = (), full_refresh: bool = False) -> BuildSumm
     settings = get_settings()
     run_id, started = run_id_now(), utc_now()
     with warehouse_lock(settings.home, "build", settings.lock_wait_seconds):
-        prepare_warehouse(settings.warehouse_path)
-        summary = dbt_build(settings.home, tuple(select), full_refresh)
+        # recorded as running first: a build that is killed stays "running" until the next stage closes it
+        # as abandoned, and publish refuses to copy what it left
+        record_run(settings, run_id, started, "running", stage="build")
+        try:
+            prepare_warehouse(settings.warehouse_path)
+            summary = dbt_build(settings.home, tuple(select), full_refresh)
+        except BaseException:
+            record_run(settings, run_id, started, "failed", quiet=True, stage="build")
+            raise
         record_run(settings, run_id, started, "completed" if summary.success else "failed", {
             "models_built": summary.models_built, "models_failed": summary.models_failed,
             "tests_passed": summary.tests_passed, "tests_failed": summary.tests_failed,

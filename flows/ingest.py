@@ -14,19 +14,24 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from flows.archive import ARCHIVED_STATUSES, archive_dir, archive_relative, archive_roots, move_into_archive
+from flows.archive import (ARCHIVED_STATUSES, ArchiveChanged, archive_dir, archive_relative, archive_roots,
+                           move_into_archive)
 from flows.lock import warehouse_lock
-from flows.load import SOURCES, Delivery, FileResult, Loader, file_sha256
-from flows.pseudonymise import load_key
-from flows.warehouse import connect, record_stage, utc_now
+from flows.load import SOURCES, Delivery, FileChanged, FileResult, Loader, file_sha256, file_signature
+from flows.pseudonymise import load_key, verify_key
+from flows.warehouse import close_abandoned_runs, connect, is_busy_error, record_stage, utc_now
+from sprx.output import progress_advance, progress_begin, progress_end
+from sprx.permissions import private_dir, private_file, private_umask
 from sprx.settings import Settings, get_settings
 
 # Where each source's files arrive, under landing/.
@@ -35,8 +40,13 @@ SOURCE_FOLDERS = {"emis": "gp/emis", "systmone": "gp/systmone", "ambulance": "am
 FAMILIES = {"gp": ("emis", "systmone"), "ambulance": ("ambulance",), "vcse": ("vcse",)}
 # How many rejection reasons the run report lists.
 TOP_REASONS = 10
+# Names of files still arriving: a sender writes under one of these and renames the file into place when whole
+# (dot-files: rsync, the portal; the suffixes: browsers, WinSCP, FileZilla, curl and most transfer tools).
+IN_PROGRESS_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".filepart", ".crdownload", ".download", ".swp", "~")
 # A reprocess builds the new warehouse beside the old one under this name, and swaps it in when complete.
 REBUILD_NAME = "warehouse.reprocess.duckdb"
+# A warehouse that cannot be opened is moved aside under this prefix (+ UTC time) by a reprocess.
+CORRUPT_PREFIX = "warehouse.corrupt-"
 # A reprocess keeps the warehouse it replaced under this name (a hard link: no extra space) until the next one.
 BACKUP_NAME = "warehouse.before-reprocess.duckdb"
 
@@ -47,6 +57,7 @@ class IngestSummary:
 
     files: list[FileResult] = field(default_factory=list)
     skipped: int = 0
+    arriving: list[str] = field(default_factory=list)  # landing paths still being written: left for the next run
     archived: int = 0  # deliveries moved to archive/ in this run
     reprocessed: bool = False  # the raw zone was rebuilt from archive/ (sprx ingest --reprocess)
 
@@ -75,6 +86,7 @@ class IngestSummary:
         """Counts for audit.pipeline_runs (no file names, no identifiers)."""
         statuses = self.by_status()
         return {"files": len(self.files), "skipped": self.skipped, "archived": self.archived,
+                "arriving": len(self.arriving),
                 "rows_received": self.rows_received, "rows_loaded": self.rows_loaded,
                 "rows_rejected": self.rows_rejected, "reprocess": self.reprocessed,
                 **{f"files_{status}": statuses.get(status, 0)
@@ -89,25 +101,46 @@ def source_of(relative: str) -> str | None:
     return None
 
 
+def in_progress(name: str) -> bool:
+    """True for the name of a file its sender is still writing (a dot-file, or a .part/.tmp-like name)."""
+    return name.startswith(".") or name.casefold().endswith(IN_PROGRESS_SUFFIXES)
+
+
 def _deliveries_in(landing: Path, source: str) -> list[Path]:
     folder = landing / SOURCE_FOLDERS[source]
     if not folder.is_dir():
         return []
     if source == "vcse":
-        return sorted(p for p in folder.glob("*/*") if p.is_file() and not p.name.startswith("."))
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        return sorted(p for p in folder.glob("*/*") if p.is_file() and not in_progress(p.name)
+                      and not in_progress(p.parent.name))
+    return sorted(p for p in folder.iterdir() if not in_progress(p.name))
 
 
-def _delivery(landing: Path, path: Path, source: str) -> Delivery:
-    """A delivery under a landing-like root; received is the file's modification time (UTC, to the second)."""
-    received = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None, microsecond=0)
+def _delivery(landing: Path, path: Path, source: str, received_at: dt.datetime | None = None) -> Delivery:
+    """A delivery under a landing-like root, received at `received_at` (UTC, naive; default now).
+
+    Its signature is taken before its sha256, so that a change while it is hashed or read is noticed."""
+    signature = file_signature(path)
     return Delivery(path=path, relative=path.relative_to(landing).as_posix(), source=source,
-                    sha256=file_sha256(path), received_at=received)
+                    sha256=file_sha256(path), received_at=received_at or discovered_now(), signature=signature)
 
 
-def landing_deliveries(landing: Path, sources: tuple[str, ...] = SOURCES) -> list[Delivery]:
-    """Every delivery waiting in landing/ for the chosen sources."""
-    return [_delivery(landing, path, source) for source in sources for path in _deliveries_in(landing, source)]
+def discovered_now() -> dt.datetime:
+    """The time received of files found now: UTC, naive, to the microsecond (two runs never share one)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def landing_deliveries(landing: Path, sources: tuple[str, ...] = SOURCES,
+                       received_at: dt.datetime | None = None) -> list[Delivery]:
+    """Every delivery waiting in landing/ for the chosen sources (received now, unless told otherwise)."""
+    received_at = received_at or discovered_now()
+    return [_delivery(landing, path, source, received_at)
+            for source in sources for path in _deliveries_in(landing, source)]
+
+
+def _archived_at(path: Path) -> dt.datetime:
+    """The time an archived delivery was received: its archive copy's modification time, which the archive sets."""
+    return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
 
 
 def archived_deliveries(archive: Path) -> list[Delivery]:
@@ -115,16 +148,71 @@ def archived_deliveries(archive: Path) -> list[Delivery]:
     found = []
     for root in archive_roots(archive):
         for source in SOURCES:
-            found.extend(replace(_delivery(root, path, source), archived=path.relative_to(archive).as_posix())
+            found.extend(replace(_delivery(root, path, source, _archived_at(path)),
+                                 archived=path.relative_to(archive).as_posix())
                          for path in _deliveries_in(root, source))
     return found
 
 
+def _last_change(path: Path) -> float:
+    """The latest modification time of a file, or of a folder and the files in it (seconds since the epoch)."""
+    times = [path.stat().st_mtime]
+    if path.is_dir():
+        times.extend(member.stat().st_mtime for member in path.iterdir())
+    return max(times)
+
+
+def settled(candidates: list[tuple[Path, str]], settle_seconds: float) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """Split files into those whose size and modification time have not changed for `settle_seconds` and those
+    still being written.
+
+    A file last changed longer ago than that is settled at once. Any other (just written, or stamped in the
+    future) is watched for the interval, once per run: unchanged at the end, it is settled; changed, it is left
+    in landing/ for the next run. So a run waits at most `settle_seconds`, and only when something is new."""
+    now = time.time()
+    ready, watched = [], []
+    for path, source in candidates:
+        try:
+            if now - _last_change(path) >= settle_seconds:
+                ready.append((path, source))
+            else:
+                watched.append((path, source, file_signature(path)))
+        except FileNotFoundError:  # renamed or removed by its sender meanwhile
+            continue
+    if not watched:
+        return ready, []
+    time.sleep(settle_seconds)
+    arriving = []
+    for path, source, signature in watched:
+        try:
+            unchanged = file_signature(path) == signature
+        except FileNotFoundError:
+            continue
+        if unchanged:
+            ready.append((path, source))
+        else:
+            arriving.append(path)
+    return sorted(ready), arriving
+
+
+@dataclass
+class Discovery:
+    """What a look at landing/ found: deliveries to take, and files still arriving (left for the next run)."""
+
+    deliveries: list[Delivery]
+    arriving: list[str] = field(default_factory=list)
+
+
 @task(retries=2, retry_delay_seconds=[5, 30], persist_result=False)
-def discover_files(landing: Path, sources: tuple[str, ...], paths: tuple[Path, ...]) -> list[Delivery]:
-    """Find deliveries: the given paths, or every file under landing/ for the chosen sources."""
-    found: list[Delivery] = []
+def discover_files(landing: Path, sources: tuple[str, ...], paths: tuple[Path, ...],
+                   settle_seconds: float = 0.0) -> Discovery:
+    """Find deliveries: the given paths, or every settled file under landing/ for the chosen sources.
+
+    The time received is now (the moment of discovery), never a file's modification time, which its sender
+    sets. A path given by name is taken as complete (its sender says so: the portal renames it into place)."""
+    received_at = discovered_now()
     if paths:
+        found: list[Delivery] = []
         for path in paths:
             path = path.resolve()
             relative = path.relative_to(landing).as_posix() if path.is_relative_to(landing) else None
@@ -135,10 +223,24 @@ def discover_files(landing: Path, sources: tuple[str, ...], paths: tuple[Path, .
             if not path.exists():
                 raise ValueError(f"{relative} is not in landing/ (only a file waiting there can be loaded or "
                                  "released)")
+            if in_progress(path.name):
+                raise ValueError(f"{relative} is named as a file still arriving (a dot-file, or ending "
+                                 f"{', '.join(IN_PROGRESS_SUFFIXES)}); rename it into place when it is whole")
             if source in sources:
-                found.append(_delivery(landing, path, source))
-        return found
-    return landing_deliveries(landing, tuple(sources))
+                found.append(_delivery(landing, path, source, received_at))
+        return Discovery(found)
+    candidates = [(path, source) for source in sources for path in _deliveries_in(landing, source)]
+    ready, arriving = settled(candidates, settle_seconds)
+    if arriving:
+        get_run_logger().warning("%d file(s) still being written, left in landing/ for the next run: %s",
+                                 len(arriving), ", ".join(p.relative_to(landing).as_posix() for p in arriving))
+    deliveries = []
+    for path, source in ready:
+        try:
+            deliveries.append(_delivery(landing, path, source, received_at))
+        except FileNotFoundError:
+            continue
+    return Discovery(deliveries, [p.relative_to(landing).as_posix() for p in arriving])
 
 
 def _order(delivery: Delivery) -> tuple:
@@ -153,35 +255,63 @@ def archive_delivery(loader: Loader, delivery: Delivery, archive: Path) -> bool:
     """Move a delivery whose recorded status is final to archive/; True when it moved.
 
     The archive path is recorded first: a crash before the move leaves the file in landing/, and the
-    next run (finding it recorded) moves it. A move that fails leaves it in landing/ with a warning."""
+    next run (finding it recorded) moves it. A move that fails leaves it in landing/ with a warning; bytes
+    that changed during the move (ArchiveChanged) are put back in landing/ and the error is raised."""
+    try:
+        if delivery.signature is not None and file_signature(delivery.path) != delivery.signature:
+            get_run_logger().warning("%s changed after it was read; it stays in landing/ for the next run",
+                                     delivery.relative)
+            return False
+    except FileNotFoundError:
+        return False
     archived = archive_relative(archive, delivery.relative, delivery.sha256)
     loader.mark_archived(delivery, archived)
     try:
         move_into_archive(delivery.path, archive, archived, delivery.sha256, delivery.received_at)
-    except OSError as error:
+    except (OSError, ArchiveChanged) as error:
         loader.connection.execute("update audit.file_loads set archived_path = null where path = ? and sha256 = ?",
                                   [delivery.relative, delivery.sha256])
+        if isinstance(error, ArchiveChanged):
+            raise
         get_run_logger().warning("%s stays in landing/: it could not be archived (%s)", delivery.relative,
                                  error.strerror or type(error).__name__)
         return False
     return True
 
 
+@dataclass
+class Loaded:
+    """What one family's load did: per-file results, how many moved to archive/, what was left arriving, and
+    the files whose bytes changed during their move to archive/ (each one fails the run)."""
+
+    results: list[FileResult] = field(default_factory=list)
+    archived: int = 0
+    arriving: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+
 @task(retries=1, retry_delay_seconds=10, persist_result=False)
-def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str | None = None
-               ) -> tuple[list[FileResult], int]:
+def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str | None = None) -> Loaded:
     """Load each new delivery in its own transaction and archive the ones whose status is final; return
     what happened to each and how many moved to archive/.
 
     A delivery already recorded is not read again (a held one waits for `accept`); when its status is
-    final it is archived now (a crash after its load, or a copy put back in landing/). The key is read
-    here from the environment, never passed as a parameter: Prefect records parameters, and the key
-    must stay outside the run records."""
+    final it is archived now (a crash after its load, or a copy put back in landing/). A file that changes
+    while it is read is not recorded and waits for the next run. The key is read here from the environment,
+    never passed as a parameter: Prefect records parameters, and the key must stay outside the run records."""
     logger = get_run_logger()
     settings = get_settings()
     key = load_key(settings)
     archive = archive_dir(settings.home)
-    results, archived = [], 0
+    loaded = Loaded()
+
+    def archive_one(loader: Loader, delivery: Delivery) -> None:
+        try:
+            loaded.archived += archive_delivery(loader, delivery, archive)
+        except ArchiveChanged as error:
+            logger.error("%s", error)
+            loaded.changed.append(str(error))
+
     connection = connect(settings.warehouse_path)
     try:
         loader = Loader(connection, key, run_id=run_id, home=settings.home)
@@ -190,23 +320,32 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
             recorded = loader.recorded_status(delivery)
             if recorded is not None and not (accepted and recorded == "held"):
                 if recorded in ARCHIVED_STATUSES:
-                    archived += archive_delivery(loader, delivery, archive)
+                    archive_one(loader, delivery)
+                progress_advance()
                 continue
-            result = loader.load(delivery, accept=accepted)
+            try:
+                result = loader.load(delivery, accept=accepted)
+            except (FileChanged, FileNotFoundError) as error:
+                logger.warning("%s", error if isinstance(error, FileChanged) else
+                               f"{delivery.relative} disappeared from landing/ before it was read")
+                loaded.arriving.append(delivery.relative)
+                progress_advance()
+                continue
             logger.info("%s %s: %s received, %s loaded, %s rejected", result.status, result.relative,
                         result.rows_received, result.rows_loaded, result.rows_rejected)
-            results.append(result)
+            loaded.results.append(result)
             if result.status in ARCHIVED_STATUSES:
-                archived += archive_delivery(loader, delivery, archive)
+                archive_one(loader, delivery)
+            progress_advance()
     finally:
         connection.close()
-    return results, archived
+    return loaded
 
 
 def _family_flow(family: str):
     @flow(name=f"ingest-{family}", log_prints=False, persist_result=False)
     def family_flow(deliveries: list[Delivery], accept: tuple[str, ...] = (), run_id: str | None = None
-                    ) -> tuple[list[FileResult], int]:
+                    ) -> Loaded:
         return load_files(deliveries, accept, run_id)
 
     family_flow.__doc__ = f"Load the {family} feeds ({', '.join(FAMILIES[family])})."
@@ -245,23 +384,37 @@ def ingest(
     Settings (home folder, key) come from the SPRX_* environment; a missing key stops the run.
     The run is recorded in audit.pipeline_runs (stage "ingest") and $SPRX_HOME/status.json."""
     settings = get_settings()
-    load_key(settings)  # fail before touching anything
-    with warehouse_lock(settings.home, "ingest", settings.lock_wait_seconds):
+    key = load_key(settings)  # fail before touching anything
+    with warehouse_lock(settings.home, "ingest", settings.lock_wait_seconds), private_umask():
+        private_dir(settings.landing_dir)
+        connection = connect(settings.warehouse_path)
+        try:
+            verify_key(connection, key)  # a changed key stops the run before anything is recorded
+        finally:
+            connection.close()
         run_id, started = run_id_now(), utc_now()
         record_run(settings, run_id, started, "running")
         summary = IngestSummary()
         try:
             landing = settings.landing_dir
-            deliveries = discover_files(landing, tuple(sources), tuple(Path(p) for p in paths) + tuple(
-                landing / a for a in accept))
+            discovery = discover_files(landing, tuple(sources), tuple(Path(p) for p in paths) + tuple(
+                landing / a for a in accept), settings.landing_settle_seconds)
+            deliveries, summary.arriving = discovery.deliveries, list(discovery.arriving)
+            progress_begin(len(deliveries))
+            changed = []
             for family, members in FAMILIES.items():
                 chosen = [d for d in deliveries if d.source in members]
                 if chosen:
-                    results, archived = FAMILY_FLOWS[family](chosen, tuple(accept), run_id)
-                    summary.files.extend(results)
-                    summary.archived += archived
-            summary.skipped = len(deliveries) - len(summary.files)
+                    loaded = FAMILY_FLOWS[family](chosen, tuple(accept), run_id)
+                    summary.files.extend(loaded.results)
+                    summary.archived += loaded.archived
+                    summary.arriving.extend(loaded.arriving)
+                    changed.extend(loaded.changed)
+            progress_end()
+            summary.skipped = len(deliveries) - len(summary.files) - (len(summary.arriving) - len(discovery.arriving))
             publish_run_report(summary)
+            if changed:
+                raise ArchiveChanged("; ".join(changed))
         except BaseException:
             record_run(settings, run_id, started, "failed", summary.detail(), quiet=True)
             raise
@@ -279,16 +432,21 @@ def run_id_now() -> str:
 def record_run(settings: Settings, run_id: str, started: dt.datetime, status: str,
                detail: dict | None = None, *, quiet: bool = False, stage: str = "ingest") -> None:
     """Record a stage (ingest, build, publish) in audit.pipeline_runs and refresh status.json; `quiet` (on the way out of
-    a failed run) logs a problem instead of raising it, so that the run's own error is what is seen."""
+    a failed run) logs a problem instead of raising it, so that the run's own error is what is seen.
+
+    A stage starting ("running", under the warehouse lock) first closes as abandoned any stage that a dead
+    process left running."""
     from sprx.status import refresh_snapshot
 
     try:
         connection = connect(settings.warehouse_path)
         try:
+            if status == "running" and (closed := close_abandoned_runs(connection, run_id)):
+                get_run_logger().warning("%d stage(s) left running by a process that died are now recorded as "
+                                         "abandoned", closed)
             record_stage(connection, run_id, stage, started, None if status == "running" else utc_now(), status,
                          detail)
-            if status != "running":
-                refresh_snapshot(settings.home, connection)
+            refresh_snapshot(settings.home, connection)
         finally:
             connection.close()
     except Exception as error:
@@ -330,6 +488,7 @@ def _swap_in(fresh: Path, warehouse: Path) -> None:
             os.link(warehouse, backup)
         except OSError:  # a file system without hard links
             shutil.copy2(warehouse, backup)
+    private_file(fresh)
     os.replace(fresh, warehouse)
     directory = os.open(warehouse.parent, os.O_RDONLY)
     try:
@@ -338,26 +497,91 @@ def _swap_in(fresh: Path, warehouse: Path) -> None:
         os.close(directory)
 
 
+def _move_aside(warehouse: Path, error: BaseException) -> Path:
+    """Rename a warehouse that cannot be opened (and its write-ahead log) out of the way; where it went."""
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
+    aside = warehouse.with_name(f"{CORRUPT_PREFIX}{stamp}.duckdb")
+    for source, target in ((_wal(warehouse), _wal(aside)), (warehouse, aside)):
+        if source.exists():
+            private_file(source)
+            os.replace(source, target)
+    get_run_logger().warning("%s could not be opened (%s); moved aside to %s, and the raw zone is rebuilt from "
+                             "archive/ without its history", warehouse.name, _first_line(error), aside.name)
+    return aside
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:200]
+
+
+def _old_history(warehouse: Path) -> tuple[duckdb.DuckDBPyConnection | None, dict, dict, list]:
+    """Open the warehouse being replaced and read what a reprocess keeps from it: the order files were first
+    taken, when each was received, and audit.pipeline_runs. A file that cannot be opened or read (corrupt)
+    is moved aside and (None, {}, {}, []) returned: the raw zone is rebuilt from archive/ alone."""
+    if not warehouse.exists():
+        return None, {}, {}, []
+    old = None
+    try:
+        old = connect(warehouse)
+        rows = old.execute("select path, sha256, min(file_id), min(received_at) from audit.file_loads "
+                           "group by path, sha256").fetchall()
+        result = old.execute("select * from audit.pipeline_runs")
+        names = [column[0] for column in result.description]
+        runs = [dict(zip(names, row)) for row in result.fetchall()]  # fetched whole: nothing left open
+    except duckdb.Error as error:
+        if is_busy_error(error):
+            raise
+        if old is not None:
+            try:
+                old.close()
+            except duckdb.Error:
+                pass
+        _move_aside(warehouse, error)
+        return None, {}, {}, []
+    history = {(path, sha256): first for path, sha256, first, _ in rows}
+    received = {(path, sha256): at for path, sha256, _, at in rows}
+    return old, history, received, runs
+
+
+def _carry_runs(connection: duckdb.DuckDBPyConnection, runs: list[dict]) -> None:
+    """Copy the old warehouse's audit.pipeline_runs rows into the new one, by column name."""
+    if not runs:
+        return
+    present = {row[0] for row in connection.execute("describe audit.pipeline_runs").fetchall()}
+    names = [name for name in runs[0] if name in present]
+    connection.executemany(
+        f"insert into audit.pipeline_runs ({', '.join(names)}) values ({', '.join('?' for _ in names)})",
+        [[run[name] for name in names] for run in runs])
+
+
 @task(persist_result=False)
 def rebuild_raw_zone(run_id: str) -> tuple[list[FileResult], int]:
-    """Load every archived delivery (and every delivery waiting in landing/) into a new warehouse file,
+    """Load every archived delivery (and every settled delivery waiting in landing/) into a new warehouse file,
     then swap it in; return what happened to each file and how many copies were skipped.
 
     The old warehouse stays open read-write until the swap, so no other run can start meanwhile; any
-    failure before the swap deletes the new file and leaves the old warehouse as it was. Archived
-    deliveries load as accepted (they were taken once: a released EMIS export is not held again)."""
+    failure before the swap deletes the new file and leaves the old warehouse as it was. A warehouse that
+    cannot be opened at all (corrupt) is first moved aside (`warehouse.corrupt-<time>.duckdb`): the archive
+    holds everything it was built from. Archived deliveries load as accepted (they were taken once: a
+    released EMIS export is not held again), received when the old warehouse recorded them (or when the
+    archive says). The new warehouse records the fingerprint of the key in force: this is how the key is
+    rotated."""
     logger = get_run_logger()
     settings = get_settings()
     key = load_key(settings)
     warehouse = settings.warehouse_path
     fresh = warehouse.with_name(REBUILD_NAME)
     _discard(fresh)
-    old = connect(warehouse)
+    old, history, received, runs = _old_history(warehouse)
     try:
-        history = {(path, sha256): first for path, sha256, first in old.execute(
-            "select path, sha256, min(file_id) from audit.file_loads group by path, sha256").fetchall()}
-        runs = old.execute("select * from audit.pipeline_runs").fetchall()  # fetched whole: nothing left open
-        deliveries = archived_deliveries(archive_dir(settings.home)) + landing_deliveries(settings.landing_dir)
+        candidates = [(path, source) for source in SOURCES for path in _deliveries_in(settings.landing_dir, source)]
+        ready, _ = settled(candidates, settings.landing_settle_seconds)
+        now = discovered_now()
+        found = archived_deliveries(archive_dir(settings.home)) + [
+            _delivery(settings.landing_dir, path, source, now) for path, source in ready]
+        deliveries = [replace(delivery, received_at=received.get((delivery.relative, delivery.sha256),
+                                                                 delivery.received_at)) for delivery in found]
         deliveries.sort(key=lambda delivery: _replay_order(delivery, history))
         results, skipped = [], 0
         connection = connect(fresh)
@@ -367,21 +591,27 @@ def rebuild_raw_zone(run_id: str) -> tuple[list[FileResult], int]:
                 if loader.already_loaded(delivery):
                     skipped += 1
                     continue
-                result = loader.load(delivery, accept=delivery.archived is not None)
+                try:
+                    result = loader.load(delivery, accept=delivery.archived is not None)
+                except (FileChanged, FileNotFoundError) as error:
+                    logger.warning("%s: left for the next run", _first_line(error))
+                    continue
                 logger.info("%s %s: %s received, %s loaded, %s rejected", result.status, result.relative,
                             result.rows_received, result.rows_loaded, result.rows_rejected)
                 results.append(result)
-            if runs:
-                connection.executemany("insert into audit.pipeline_runs values (?, ?, ?, ?, ?, ?)", runs)
+            _carry_runs(connection, runs)
             connection.execute("checkpoint")
         finally:
             connection.close()
-        old.execute("checkpoint")
+        if old is not None:
+            old.execute("checkpoint")
     except BaseException:
-        old.close()
+        if old is not None:
+            old.close()
         _discard(fresh)
         raise
-    old.close()
+    if old is not None:
+        old.close()
     try:
         _swap_in(fresh, warehouse)
     except BaseException:
@@ -416,7 +646,7 @@ def reprocess() -> IngestSummary:
     reprocess = true."""
     settings = get_settings()
     load_key(settings)
-    with warehouse_lock(settings.home, "reprocess", settings.lock_wait_seconds):
+    with warehouse_lock(settings.home, "reprocess", settings.lock_wait_seconds), private_umask():
         run_id, started = run_id_now(), utc_now()
         summary = IngestSummary(reprocessed=True)
         try:

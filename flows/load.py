@@ -15,11 +15,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 
-from flows.pseudonymise import add_geography, age_columns, identity_tokens, london_to_utc, normalise_name
+from flows.pseudonymise import (add_geography, age_columns, identity_tokens, london_to_utc, normalise_name,
+                                verify_key)
 from flows.sources import ambulance as ambulance_source
 from flows.sources import emis as emis_source
 from flows.sources import systmone as systmone_source
@@ -35,6 +37,15 @@ from schemas.vcse import how_to_link, validate_vcse_attendance, why_unlinkable
 # held until released with `sprx ingest --accept FILE` (a truncated export must not empty a list).
 EMIS_MAX_DROP_SHARE = 0.20
 SOURCES = ("emis", "systmone", "ambulance", "vcse")
+# How far ahead of this machine's clock a time received may be (clock steps, a file system on another host).
+CLOCK_TOLERANCE = dt.timedelta(minutes=5)
+# The time zone extract dates are written in: a file dated today in the UK is not in the future at 00:30 BST.
+EXTRACT_TIMEZONE = ZoneInfo("Europe/London")
+
+
+def uk_today() -> dt.date:
+    """Today's date in the UK, the latest extract date a file name may carry."""
+    return dt.datetime.now(EXTRACT_TIMEZONE).date()
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,7 @@ class Delivery:
     sha256: str
     received_at: dt.datetime
     archived: str | None = None  # relative to archive/ when the delivery is read from there
+    signature: tuple | None = None  # size and modification time when its sha256 was taken (`file_signature`)
 
 
 @dataclass
@@ -69,6 +81,22 @@ class HeldFile(Exception):
 
 class Superseded(Exception):
     """A file older than what the warehouse already holds."""
+
+
+class FileChanged(Exception):
+    """The file changed while it was read (its sender is still writing it): nothing of it was recorded."""
+
+
+def file_signature(path: Path) -> tuple:
+    """Size, modification time and inode of a file, or of a folder and each file in it: what changes when
+    anything writes to it."""
+    def one(member: Path) -> tuple:
+        status = member.stat()
+        return member.name, status.st_size, status.st_mtime_ns, status.st_ino
+
+    if path.is_dir():
+        return (one(path), *sorted(one(member) for member in path.iterdir()))
+    return one(path)
 
 
 def file_sha256(path: Path) -> str:
@@ -95,6 +123,7 @@ class Loader:
         self.emis_max_drop_share = emis_max_drop_share
         self.run_id = run_id  # recorded on every audit.file_loads row this loader writes
         self.home = home  # SPRX_HOME, where VCSE services' confirmed headings are remembered (None: none are)
+        verify_key(connection, key)  # tokens under another key would link no one: KeyMismatchError
 
     # --- bookkeeping -----------------------------------------------------------------------
 
@@ -179,11 +208,13 @@ class Loader:
             ).fetchall()
             for (old_id,) in held:
                 self.connection.execute("delete from audit.file_loads where file_id = ?", [old_id])
+            self._check_unchanged(delivery)
             self._record(delivery, result, organisation=organisation, extract_date=extract_date, file_id=file_id)
             self.connection.execute("commit")
             return result
         except (FeedFileError, HeldFile, Superseded) as problem:
             self.connection.execute("rollback")
+            self._check_unchanged(delivery)  # a verdict on half a file is no verdict
             # by kind, subclasses included (the VCSE reader's HeaderProblem is a FeedFileError)
             status = "held" if isinstance(problem, HeldFile) else (
                 "superseded" if isinstance(problem, Superseded) else "rejected")
@@ -198,12 +229,34 @@ class Loader:
             self.connection.execute("rollback")
             raise
 
+    @staticmethod
+    def _check_unchanged(delivery: Delivery) -> None:
+        """Refuse to commit rows read from a file that changed since its sha256 was taken."""
+        if delivery.signature is not None and file_signature(delivery.path) != delivery.signature:
+            raise FileChanged(f"{delivery.relative} changed while it was read (its sender is still writing it); "
+                              "nothing was recorded and it stays in landing/ for the next run")
+
     def _identify(self, delivery: Delivery) -> tuple[str | None, dt.date | None]:
-        """Organisation and extract date from the file name (a wrong name rejects the file)."""
+        """Organisation and extract date from the file name (a wrong name rejects the file).
+
+        The dates that decide which version wins (the extract date in a GP or ambulance file name, the time a
+        VCSE sheet was received) are checked against the clock: one in the future would win over every later
+        file, so the file is rejected."""
         if delivery.source == "vcse":
-            return vcse_source.parse_file_name(delivery.path), delivery.received_at.date()
+            service = vcse_source.parse_file_name(delivery.path)
+            if delivery.received_at > dt.datetime.now(dt.UTC).replace(tzinfo=None) + CLOCK_TOLERANCE:
+                raise FeedFileError(
+                    f"its time received ({delivery.received_at:%Y-%m-%d %H:%M} UTC) is in the future; a sheet "
+                    "dated ahead would replace every later correction. Put it back in landing/ to be received now")
+            return service, delivery.received_at.date()
         module = {"emis": emis_source, "systmone": systmone_source, "ambulance": ambulance_source}[delivery.source]
         name = module.parse_file_name(delivery.path)
+        today = uk_today()
+        if name.extract_date > today:
+            raise FeedFileError(
+                f"the date in the file name ({name.extract_date.isoformat()}) is in the future (today is "
+                f"{today.isoformat()}); a file dated ahead would win over every later one. Expected the date the "
+                "extract was taken: correct the name and send it again")
         return name.organisation_code, name.extract_date
 
     # --- shared steps ----------------------------------------------------------------------

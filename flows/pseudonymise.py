@@ -19,8 +19,11 @@ as Greenwich Mean Time (so 01:30 becomes 01:30 UTC, the instant the clock showed
 
 from __future__ import annotations
 
+import collections
 import csv
+import datetime as dt
 import hmac
+import math
 import os
 import secrets
 import sys
@@ -39,6 +42,17 @@ AGE_BANDS: tuple[tuple[int, str], ...] = (
 )
 # Shortest key accepted: 32 characters (a 128-bit secret written as hex).
 MIN_KEY_LENGTH = 32
+# Least estimated entropy of a key (its length times the Shannon entropy of its characters), bits. A random
+# 32-character hex key scores about 116 (never below 90 in 100,000 draws); 32 x 'a' scores 0.
+MIN_KEY_BITS = 80
+# Fewest different characters in a key (random hex keys of 32 characters have at least 8).
+MIN_KEY_DISTINCT = 6
+# How to make a good key, for the messages.
+KEY_ADVICE = "generate one with: python3 -c \"import secrets; print(secrets.token_hex(32))\""
+# The fixed label whose HMAC under the key is the key's fingerprint (audit.pseudonymisation_key).
+FINGERPRINT_LABEL = "sprx pseudonymisation key fingerprint v1"
+# Hex digits of a fingerprint shown in messages (enough to tell keys apart; the whole is in the warehouse).
+FINGERPRINT_SHOWN = 12
 DEMO_KEY_FILE = "pseudonymisation.key"
 
 
@@ -46,8 +60,28 @@ class MissingKeyError(RuntimeError):
     """No usable pseudonymisation key: nothing is ingested without one."""
 
 
+class WeakKeyError(MissingKeyError):
+    """The key is too short, or too easy to guess (a repeated character or pattern, whitespace)."""
+
+
+class KeyMismatchError(MissingKeyError):
+    """The key is not the one this warehouse was built with: its tokens would link nobody to anybody."""
+
+
+def key_bits(key: str) -> float:
+    """Estimated entropy of a key: its length times the Shannon entropy of its characters, in bits."""
+    counts = collections.Counter(key)
+    return -sum(count * math.log2(count / len(key)) for count in counts.values()) if key else 0.0
+
+
+def _repeats(key: str) -> bool:
+    """True when the key is a shorter piece written again and again ('abab...', a 16-character key twice)."""
+    return any(len(key) % period == 0 and key == key[:period] * (len(key) // period)
+               for period in range(1, len(key) // 2 + 1))
+
+
 def load_key(settings: Settings) -> bytes:
-    """The secret key from SPRX_PSEUDONYMISATION_KEY, or a clear error."""
+    """The secret key from SPRX_PSEUDONYMISATION_KEY, or a one-line error saying what is wrong (never the key)."""
     key = settings.pseudonymisation_key
     if not key:
         raise MissingKeyError(
@@ -55,10 +89,44 @@ def load_key(settings: Settings) -> bytes:
             f"{MIN_KEY_LENGTH} characters held outside the warehouse (see docs), then run again"
         )
     if len(key) < MIN_KEY_LENGTH:
-        raise MissingKeyError(
-            f"SPRX_PSEUDONYMISATION_KEY is too short ({len(key)} characters); use at least {MIN_KEY_LENGTH}"
+        raise WeakKeyError(
+            f"SPRX_PSEUDONYMISATION_KEY is too short ({len(key)} characters); use at least {MIN_KEY_LENGTH}: "
+            f"{KEY_ADVICE}"
+        )
+    if not key.strip():
+        raise WeakKeyError(f"SPRX_PSEUDONYMISATION_KEY is only whitespace; {KEY_ADVICE}")
+    distinct, bits = len(set(key)), key_bits(key)
+    if distinct < MIN_KEY_DISTINCT or bits < MIN_KEY_BITS or _repeats(key):
+        raise WeakKeyError(
+            f"SPRX_PSEUDONYMISATION_KEY is too easy to guess ({distinct} different characters, about {bits:.0f} bits"
+            f"{', a repeated pattern' if _repeats(key) else ''}; expected at least {MIN_KEY_DISTINCT} different "
+            f"characters and {MIN_KEY_BITS} bits, not a repeated pattern): {KEY_ADVICE}"
         )
     return key.encode("utf-8")
+
+
+def key_fingerprint(key: bytes) -> str:
+    """The key's fingerprint: HMAC-SHA256 of a fixed label under it (tells keys apart, reveals nothing of it)."""
+    return hmac.digest(key, FINGERPRINT_LABEL.encode("utf-8"), "sha256").hex()
+
+
+def verify_key(connection, key: bytes) -> None:
+    """Refuse a key that is not the one the warehouse on `connection` was built with (KeyMismatchError, one
+    line); a warehouse that has none recorded (new, or from before fingerprints) records this key's."""
+    mine = key_fingerprint(key)
+    rows = connection.execute("select fingerprint, recorded_at from audit.pseudonymisation_key").fetchall()
+    if not rows:
+        connection.execute("insert into audit.pseudonymisation_key values (?, ?)",
+                           [mine, dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)])
+        return
+    recorded, since = rows[0]
+    if recorded != mine:
+        raise KeyMismatchError(
+            f"SPRX_PSEUDONYMISATION_KEY is not the key this warehouse was built with (fingerprint "
+            f"{mine[:FINGERPRINT_SHOWN]}, expected {recorded[:FINGERPRINT_SHOWN]} recorded {since:%Y-%m-%d}); its "
+            "tokens would link no one. Use the original key, or rotate to this one with sprx ingest --reprocess "
+            "(docs/operations.md, Rotate the key)"
+        )
 
 
 def ensure_demo_key(settings: Settings) -> Settings:

@@ -66,7 +66,28 @@ INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"
 
 
 class PublicationRefused(RuntimeError):
-    """The new copy broke disclosure control or held something like an identifier; nothing was published."""
+    """The new copy broke disclosure control or held something like an identifier, or the last build did
+    not complete; nothing was published."""
+
+
+def check_last_build(warehouse: Path) -> str:
+    """The run id of the last build if it completed; else PublicationRefused saying what happened to it.
+
+    A build that failed, or was killed (recorded "running", or "abandoned" once the next stage found it),
+    may have replaced some published tables and not others: that schema is never copied to analysts."""
+    with duckdb.connect(str(warehouse)) as connection:
+        last = connection.execute(
+            "select run_id, status, started_at from audit.pipeline_runs where stage = 'build' "
+            "order by started_at desc, run_id desc limit 1").fetchone()
+    if last is None:
+        raise PublicationRefused("no build has been recorded in this warehouse: run `sprx build` (or `sprx run`) "
+                                 "first; the published copy stands")
+    run_id, status, started_at = last
+    if status != "completed":
+        raise PublicationRefused(
+            f"the last build (started {started_at:%Y-%m-%d %H:%M} UTC) did not complete ({status}), so the "
+            "warehouse may be half-built: run `sprx build` (or `sprx run`) again; the published copy stands")
+    return run_id
 
 
 @dataclass
@@ -260,6 +281,13 @@ def publish() -> PublishSummary:
     run_id, started_at = run_id_now(), utc_now()
     published = settings.published_dir
     with warehouse_lock(settings.home, "publish", settings.lock_wait_seconds):
+        record_run(settings, run_id, started_at, "running", stage="publish")  # also closes abandoned stages
+        try:
+            build_run = check_last_build(settings.warehouse_path)
+        except PublicationRefused:
+            record_run(settings, run_id, started_at, "failed", {"refused": True}, quiet=True, stage="publish")
+            raise
+        get_run_logger().info("publishing the published schema of build %s", build_run)
         published.mkdir(parents=True, exist_ok=True)
         _clear_abandoned(published)
         staging = Path(tempfile.mkdtemp(prefix=".release-", dir=published))
@@ -271,6 +299,9 @@ def publish() -> PublishSummary:
                 folder=str(published), tables=tables)
             swap_release(staging, published, summary)
             record_run(settings, run_id, started_at, "completed", {"tables": len(tables)}, stage="publish")
+        except BaseException:
+            record_run(settings, run_id, started_at, "failed", quiet=True, stage="publish")
+            raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     summary.seconds = time.perf_counter() - started

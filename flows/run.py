@@ -12,6 +12,7 @@ loaded something, so a quiet 15-minute VCSE check costs seconds, not a dbt build
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -21,6 +22,7 @@ from flows.ingest import IngestSummary, ingest
 from flows.load import SOURCES
 from flows.lock import warehouse_lock
 from flows.publish import PublishSummary, publish
+from flows.warehouse import connect
 from sprx.settings import get_settings
 
 # When to build after ingesting: always, or only when the ingest loaded at least one file.
@@ -43,6 +45,8 @@ class RunSummary:
     ingest: IngestSummary
     build: BuildSummary | None = None
     publish: PublishSummary | None = None
+    # True when the warehouse holds no loaded file at all (an empty home): nothing was built or published.
+    nothing_to_publish: bool = False
 
     @property
     def files_loaded(self) -> int:
@@ -53,6 +57,15 @@ def _reason(error: BaseException) -> str:
     summary = getattr(error, "summary", None)  # DbtBuildError carries its build summary
     text = summary.describe() if summary is not None else f"{type(error).__name__}: {error}"
     return " ".join(text.split())
+
+
+def _anything_loaded(warehouse: Path) -> bool:
+    """True when at least one file has ever loaded into the warehouse (called under the lock)."""
+    connection = connect(warehouse)
+    try:
+        return connection.execute("select count(*) from audit.file_loads where status = 'loaded'").fetchone()[0] > 0
+    finally:
+        connection.close()
 
 
 @flow(name="run", persist_result=False)
@@ -70,6 +83,10 @@ def run(sources: list[str] | None = None, build_when: BuildWhen = "always") -> R
         except Exception as error:
             raise StageFailed("ingest", _reason(error)) from error
         summary = RunSummary(ingest=ingested)
+        if not _anything_loaded(settings.warehouse_path):
+            logger.info("no file has ever loaded into this warehouse: nothing to build or publish")
+            summary.nothing_to_publish = True
+            return summary
         if build_when == "if-loaded" and summary.files_loaded == 0:
             logger.info("nothing new loaded from %s: no build, the published copy stands", ", ".join(chosen))
             return summary

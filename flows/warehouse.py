@@ -1,6 +1,7 @@
 """The pipeline's own DuckDB warehouse: the raw zone and the audit tables.
 
-Only the pipeline opens this file (read-write). Analysts get a published copy. Raw tables hold
+Only the pipeline opens this file (read-write), and only its account may read it (0600, whatever the
+umask: `sprx.permissions`). Analysts get a published copy. Raw tables hold
 pseudonymised rows in the current state of each source:
 
 - EMIS: the latest full-refresh snapshot of each practice (an older export never replaces it);
@@ -27,6 +28,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
+
+from sprx.permissions import private_file, private_umask
 
 DDL = """
 create schema if not exists audit;
@@ -58,9 +61,14 @@ create table if not exists audit.pipeline_runs (
     stage varchar not null,              -- ingest, build or publish
     started_at timestamp not null,       -- UTC
     finished_at timestamp,               -- UTC; null while the stage is running
-    status varchar not null,             -- running, completed or failed
+    status varchar not null,             -- running, completed, failed or abandoned (its process died)
     detail varchar,                      -- JSON object of counts and flags; never an identifier
     primary key (run_id, stage)
+);
+
+create table if not exists audit.pseudonymisation_key (
+    fingerprint varchar not null,        -- HMAC-SHA256 of a fixed label under the key: tells keys apart, reveals nothing
+    recorded_at timestamp not null       -- when this warehouse first loaded under it (UTC)
 );
 
 create table if not exists audit.rejected_rows (
@@ -217,8 +225,9 @@ BUSY_WAIT_SECONDS = 15.0
 BUSY_POLL_SECONDS = 0.25
 # The stages of a run that audit.pipeline_runs records.
 STAGES = ("ingest", "build", "publish")
-# How a stage ended (or that it has not yet).
-STAGE_STATUSES = ("running", "completed", "failed")
+# How a stage ended (or that it has not yet); "abandoned": its process died while it was running (killed,
+# power cut), found and closed by the next stage to start.
+STAGE_STATUSES = ("running", "completed", "failed", "abandoned")
 
 
 class WarehouseInUse(RuntimeError):
@@ -241,7 +250,8 @@ def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS) -> duckdb.
     deadline = time.monotonic() + busy_wait_seconds
     while True:
         try:
-            connection = duckdb.connect(str(path))
+            with private_umask():  # a new warehouse file is the owner's alone, whatever the umask
+                connection = duckdb.connect(str(path))
             break
         except duckdb.Error as error:
             if not is_busy_error(error):
@@ -250,7 +260,10 @@ def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS) -> duckdb.
                 raise WarehouseInUse(f"{path.name} is in use by another process; try again when it has finished"
                                      ) from None
             time.sleep(BUSY_POLL_SECONDS)
-    connection.execute(DDL)
+    for member in (path, path.with_name(path.name + ".wal")):
+        private_file(member)  # and so is one made before, and its write-ahead log
+    with private_umask():  # the write-ahead log DuckDB starts on a first write
+        connection.execute(DDL)
     return connection
 
 
@@ -279,6 +292,12 @@ def record_stage(connection: duckdb.DuckDBPyConnection, run_id: str, stage: str,
     def naive(moment: dt.datetime | None) -> dt.datetime | None:
         return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment and moment.tzinfo else moment
 
+    with private_umask():  # a write-ahead log started by this write is owner-only
+        _upsert_stage(connection, [run_id, stage, naive(started_at), naive(finished_at), status,
+                                   json.dumps(detail, sort_keys=True)])
+
+
+def _upsert_stage(connection: duckdb.DuckDBPyConnection, values: list) -> None:
     connection.execute(
         """
         insert into audit.pipeline_runs values (?, ?, ?, ?, ?, ?)
@@ -286,5 +305,17 @@ def record_stage(connection: duckdb.DuckDBPyConnection, run_id: str, stage: str,
             started_at = excluded.started_at, finished_at = excluded.finished_at,
             status = excluded.status, detail = excluded.detail
         """,
-        [run_id, stage, naive(started_at), naive(finished_at), status, json.dumps(detail, sort_keys=True)],
+        values,
     )
+
+
+def close_abandoned_runs(connection: duckdb.DuckDBPyConnection, current_run_id: str) -> int:
+    """Close as "abandoned" every stage still marked running by another run; returns how many.
+
+    Call it only while holding the warehouse lock (flows/lock.py) at the start of a stage: the lock
+    means no other process is running a stage, and this process runs one stage at a time, so any
+    other row still "running" belongs to a process that died."""
+    return connection.execute(
+        "update audit.pipeline_runs set status = 'abandoned', finished_at = ? "
+        "where status = 'running' and run_id != ? returning run_id",
+        [utc_now(), current_run_id]).fetchall().__len__()

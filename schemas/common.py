@@ -58,6 +58,19 @@ PRACTICE_CODE_PATTERN = r"^[A-Z][0-9]{5}$"
 DIGITS_PATTERN = r"^[0-9]+$"
 SNOMED_CODE_PATTERN = r"^[0-9]{6,18}$"
 
+# Shapes of a personal identifier typed where it does not belong (free text that is stored, a wrong column):
+# an NHS number (10 digits, spaced 3-3-4 or not), a UK postcode (any case and spacing), a date (as a date of
+# birth is written). A value with one of these shapes is never echoed in a rejection.
+IDENTIFIER_SHAPES = {
+    "an NHS number": r"(^|[^0-9])[0-9]{3}[ -]?[0-9]{3}[ -]?[0-9]{4}([^0-9]|$)",
+    "a postcode": r"(?i)(^|[^a-z0-9])[a-z]{1,2}[0-9][a-z0-9]? ?[0-9][a-z]{2}([^a-z0-9]|$)",
+    "a date of birth": r"(?i)(^|[^0-9])([0-9]{1,2}[/.-][0-9]{1,2}[/.-][0-9]{2,4}|[0-9]{4}[/.-][0-9]{1,2}[/.-][0-9]{1,2}"
+                       r"|[0-9]{1,2}[ -]?(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*[ -]?[0-9]{2,4})"
+                       r"([^0-9]|$)",
+}
+# The shapes a value in a date column may have without being taken for an identifier.
+DATE_SHAPE = "a date of birth"
+
 REJECTED_SCHEMA = pl.Schema({ROW_NUMBER: pl.Int64, "field": pl.String, "reason": pl.String, "value": pl.String})
 
 # Plain-English problem for each pandera built-in check; the reason goes on "Expected <description>".
@@ -555,8 +568,17 @@ def _rejections(
     return combined.sort(ROW_NUMBER, "__order").drop("__order").cast(dict(REJECTED_SCHEMA))
 
 
+def identifier_shaped(text: pl.Expr, shapes: Sequence[str] = tuple(IDENTIFIER_SHAPES)) -> pl.Expr:
+    """True where text holds something shaped like an identifier (IDENTIFIER_SHAPES); null stays null."""
+    return pl.any_horizontal(text.str.contains(IDENTIFIER_SHAPES[shape]) for shape in shapes)
+
+
 def _echo(column: _Column) -> pl.Expr:
-    """The value as read (trimmed), for a rejection; never an identifier's or free text's."""
+    """The value as read (trimmed), for a rejection; never an identifier's or free text's, and never a value
+    shaped like an identifier (an NHS number typed into Wellbeing) whatever its column."""
     if column.identifier:
         return pl.lit(None, pl.String)
-    return pl.col(_raw(column.name))
+    raw = pl.col(_raw(column.name))
+    dated = column.dtype in (pl.Date, pl.Datetime) or isinstance(column.dtype, (pl.Date, pl.Datetime))
+    shapes = [shape for shape in IDENTIFIER_SHAPES if not (dated and shape == DATE_SHAPE)]
+    return pl.when(identifier_shaped(raw, shapes).fill_null(False)).then(pl.lit(None, pl.String)).otherwise(raw)

@@ -136,7 +136,7 @@ def validate_emis(
 ) -> Validated:
     """Validate rows from ``flows.sources.emis.read_emis``; practice_code is the one in the file name.
 
-    Speed (2-core machine, polars 2.1, best of 3; ``python -m tests.schemas.test_speed``): 1,000,000
+    Speed (2-core machine, polars 2.1, best of 3; ``python benchmarks/validate_benchmark.py``): 1,000,000
     rows (the fixture's rows repeated with varied patients and dates, 1% faulty) take 0.54-0.63 s, of
     which about 0.1 s is the pandera model run on the valid rows (1.1 s while another process holds
     one core); 0.63 s with 30% of rows faulty, 0.87 s when 84% fail. For comparison, pandera's own

@@ -18,6 +18,7 @@ from schemas.common import (
     Validated,
     answer_parse,
     date_parse,
+    identifier_shaped,
     one_of,
     validate_rows,
     whole_number_parse,
@@ -137,6 +138,11 @@ class VcseAttendance(FeedRow):
         description=f"the strongest way the row links to a person: {one_of(LINKAGE_BASES)}; blank when unlinkable",
         metadata={"derived": True},
     )
+
+    @pa.check("^activity$", regex=True, name="no_personal_details")
+    def no_personal_details(cls, data: PolarsData) -> pl.LazyFrame:
+        """{title} holds something shaped like an NHS number, a postcode or a date of birth; it is stored, so it must hold only the activity's name: put the person's details in their own columns."""
+        return data.lazyframe.select(~identifier_shaped(pl.col(data.key)).fill_null(False))
 
     @pa.dataframe_check(name="linkable_has_basis")
     def linkable_has_basis(cls, data: PolarsData) -> pl.LazyFrame:

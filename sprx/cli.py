@@ -14,10 +14,12 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sprx import __version__
 from sprx.portal.cli import add_parser as add_portal_parser
+from sprx.permissions import private_dir, private_file
 from sprx.settings import SAMPLE_FEEDS_DIR, SettingsError, get_settings
 
 # Arguments used to generate the committed sample_feeds/ (tests regenerate it byte for byte).
@@ -120,17 +122,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def summarise_sample(folder: Path, truth: dict, seconds: float | None = None) -> str:
     """A short plain-text summary of a generated feed folder and its truth."""
     files: dict[str, int] = {}
-    for path in folder.rglob("*"):
-        if path.is_file() and path.name not in ("truth.json", "README.md"):
-            relative = path.relative_to(folder).parts
-            family = "/".join(relative[:2]) if relative[0] == "gp" else relative[0]
-            files[family] = files.get(family, 0) + 1
+    for path in _deliveries_in_folder(folder):
+        relative = path.relative_to(folder).parts
+        family = "/".join(relative[:2]) if relative[0] == "gp" else relative[0]
+        files[family] = files.get(family, 0) + 1
     counts = truth["counts"]
+    faults = truth["injected_faults"]["rows"]
     effect = truth["true_effect"]["gp_consultations_365d"]
     naive = truth["naive_before_after"]["gp_consultations_365d"]
     lines = [
         f"Synthetic ICS in {folder}" + (f" ({seconds:.1f} s)" if seconds is not None else ""),
-        "  files: " + ", ".join(f"{family} {count}" for family, count in sorted(files.items())),
+        "  deliveries: " + ", ".join(f"{family} {count}" for family, count in sorted(files.items())),
         f"  people: {counts['people_simulated']} simulated, {counts['registered_at_end']} registered at the end",
         f"  referral episodes {counts['referral_episodes']}, declined {counts['declined']}, "
         f"engaged {counts['engaged']}, sustained {counts['sustained']}",
@@ -138,8 +140,8 @@ def summarise_sample(folder: Path, truth: dict, seconds: float | None = None) ->
         f"VCSE attendances {counts['vcse_attendances']}",
         f"  true effect on GP consultations in 365 days: {effect['expected_change_per_referral']} per referral; "
         f"naive before/after: {naive['mean_after_minus_before']}",
-        f"  injected faults: {truth['injected_faults']['total_rows']} rows "
-        + json.dumps(truth["injected_faults"]["by_kind"]),
+        f"  injected faults: {len(faults)} faults in {len({(f['file'], f['row_number']) for f in faults})} rows "
+        "(a row can carry two; each faulty row should be quarantined) " + json.dumps(truth["injected_faults"]["by_kind"]),
     ]
     return "\n".join(lines)
 
@@ -147,19 +149,54 @@ def summarise_sample(folder: Path, truth: dict, seconds: float | None = None) ->
 def _demo_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="land the committed sample feeds, ingest them, build the warehouse and summarise",
+        help="the main job on the committed sample feeds: land, ingest, build and publish, then summarise",
         description=(
             "Run on the embedded default: copy sample_feeds/ into the landing folder of $SPRX_HOME "
-            "(default ./data), ingest it, build the warehouse with dbt (every test run), and print what "
-            "arrived, what loaded and what the warehouse should find. Without SPRX_PSEUDONYMISATION_KEY "
-            "the demo creates a local key and says so."
+            "(default ./data), then run the main job (`sprx run`): ingest it, build the warehouse with dbt "
+            "(every test run) and publish the analysts' copy to $SPRX_HOME/published/; end with what arrived, "
+            "loaded, was quarantined and was built, and where the published copy is. Without "
+            "SPRX_PSEUDONYMISATION_KEY the demo creates a local key file ($SPRX_HOME/pseudonymisation.key), "
+            "which later commands on the same home find and name."
         ),
     )
+    _flow_options(parser)
     parser.set_defaults(handler=cmd_demo)
 
 
+def _deliveries_in_folder(folder: Path) -> list[Path]:
+    """The deliveries of a feed folder tree: each file, except that a SystmOne folder is one delivery."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).parts
+        if relative[:2] == ("gp", "systmone") and len(relative) == 3 and path.is_dir():
+            found.append(path)
+        elif path.is_file() and not (relative[:2] == ("gp", "systmone") and len(relative) > 3) \
+                and path.name not in ("truth.json", "README.md"):
+            found.append(path)
+    return found
+
+
+def land_sample(landing: Path, archive: Path) -> int:
+    """Copy the sample's deliveries into landing/, except those already there or in archive/; how many."""
+    private_dir(landing)  # the sample's (synthetic) identifiers are treated like real ones: owner-only
+    landed = 0
+    for source in _deliveries_in_folder(SAMPLE_FEEDS_DIR):
+        relative = source.relative_to(SAMPLE_FEEDS_DIR)
+        target = landing / relative
+        if target.exists() or (archive / relative).exists():
+            continue
+        private_dir(target.parent)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+        private_file(target)
+        landed += 1
+    return landed
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Land the committed sample feeds and summarise them."""
+    """Land the committed sample feeds, then ingest, build and publish them, and summarise."""
     settings = get_settings()
     truth_path = SAMPLE_FEEDS_DIR / "truth.json"
     if not truth_path.exists():
@@ -167,28 +204,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     landing = settings.landing_dir
-    landing.mkdir(parents=True, exist_ok=True)
-    archive = settings.home / "archive"  # flows.archive.ARCHIVE_DIR: files already taken are not landed again
-    copied = 0
-    for source in sorted(SAMPLE_FEEDS_DIR.rglob("*")):
-        relative = source.relative_to(SAMPLE_FEEDS_DIR)
-        if source.is_dir() or relative.name in ("truth.json", "README.md"):
-            continue
-        target = landing / relative
-        if not target.exists() and not (archive / relative).exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-            copied += 1
+    landed = land_sample(landing, settings.home / "archive")
     truth = json.loads(truth_path.read_text(encoding="utf-8"))
-    print(f"Landed {copied} new file(s) from {SAMPLE_FEEDS_DIR} into {landing}")
+    print(f"Landed {landed} new deliveries (a file, or a SystmOne folder) from {SAMPLE_FEEDS_DIR} into {landing}")
     print(summarise_sample(SAMPLE_FEEDS_DIR, truth))
     from flows.pseudonymise import ensure_demo_key
 
     demo_settings = ensure_demo_key(settings)
     if demo_settings.pseudonymisation_key != settings.pseudonymisation_key:
         os.environ["SPRX_PSEUDONYMISATION_KEY"] = demo_settings.pseudonymisation_key or ""
-    status = run_ingest(_sources(None))
-    return status if status else run_build()
+    code = run_pipeline("demo", None, "always")
+    if code == 0:
+        print(f"Demo done: analysts open {settings.published_dir / 'analytics.duckdb'} (read-only), or the Parquet "
+              f"and CSV files beside it; `sprx status` shows every feed.")
+    return code
 
 
 def _ingest_parser(subparsers) -> None:
@@ -211,6 +240,7 @@ def _ingest_parser(subparsers) -> None:
     parser.add_argument("--reprocess", action="store_true",
                         help="rebuild the raw zone and audit tables from archive/ (and landing/) in a new warehouse "
                              "file, swapped in only when complete; then run sprx build --full-refresh")
+    _flow_options(parser)
     parser.set_defaults(handler=cmd_ingest)
 
 
@@ -221,6 +251,62 @@ def _sources(chosen: list[str] | None) -> tuple[str, ...]:
         return SOURCES
     expanded = {name for item in chosen for name in (("emis", "systmone") if item == "gp" else (item,))}
     return tuple(source for source in SOURCES if source in expanded)
+
+
+def _flow_options(parser: argparse.ArgumentParser) -> None:
+    """Options of every command that runs Prefect flows."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="print Prefect's and dbt's own log lines too (by default they go to "
+                             "$SPRX_HOME/logs/sprx.log and $SPRX_HOME/dbt/logs/; SPRX_VERBOSE=1 does the same)")
+    parser.set_defaults(runs_flows=True)
+
+
+def _find_key(command: str) -> str | None:
+    """Make sure a usable key is in force for a command that ingests; None, or the one line saying what to do.
+
+    Without SPRX_PSEUDONYMISATION_KEY, the demo's key file in $SPRX_HOME is used, and named."""
+    from flows.pseudonymise import DEMO_KEY_FILE, load_key
+
+    settings = get_settings()
+    demo_key = settings.home / DEMO_KEY_FILE
+    if not settings.pseudonymisation_key:
+        if not demo_key.is_file():
+            return (f"sprx {command}: SPRX_PSEUDONYMISATION_KEY is not set: export a secret of at least 32 "
+                    "characters held outside the home folder (docs/operations.md, \"The pseudonymisation key\"), "
+                    "or run `sprx demo` for a throwaway one")
+        os.environ["SPRX_PSEUDONYMISATION_KEY"] = demo_key.read_text(encoding="utf-8").strip()
+        print(f"sprx {command}: using the demo's key file {demo_key} (SPRX_PSEUDONYMISATION_KEY is not set; "
+              "never use it for real data)", file=sys.stderr)
+    try:
+        load_key(get_settings())
+    except Exception as error:  # a missing, short or weak key: the message says which, never the key
+        return f"sprx {command}: {error}"
+    return None
+
+
+def _check_landing(command: str) -> str | None:
+    """None when the landing folder exists, else one line saying where feeds are expected."""
+    from flows.ingest import SOURCE_FOLDERS
+
+    landing = get_settings().landing_dir
+    if landing.is_dir():
+        return None
+    folders = ", ".join(f"landing/{folder}" + ("/<service>" if name == "vcse" else "")
+                        for name, folder in SOURCE_FOLDERS.items())
+    return (f"sprx {command}: there is no landing folder at {landing} (is SPRX_HOME right?); feeds arrive in "
+            f"{folders}, and `sprx demo` lands the sample there")
+
+
+def ignored_note(landing: Path) -> str | None:
+    """One line naming the files in landing/ that no reader takes, or None."""
+    from sprx.status import ignored_in_landing
+
+    ignored = ignored_in_landing(landing)
+    if not ignored:
+        return None
+    listed = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
+    return (f"  ignored: {len(ignored)} file(s) in landing/ that no reader takes (not a feed's folder or name): "
+            f"{listed}")
 
 
 def run_ingest(sources: tuple[str, ...], paths: tuple[Path, ...] = (), accept: tuple[str, ...] = ()) -> int:
@@ -240,19 +326,25 @@ def run_ingest(sources: tuple[str, ...], paths: tuple[Path, ...] = (), accept: t
         print(f"sprx ingest: failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print(summarise_ingest(summary))
+    if note := ignored_note(get_settings().landing_dir):
+        print(note)
     return 0
 
 
 def summarise_ingest(summary) -> str:
-    """Per-status file counts, row accounting and the top rejection reasons."""
+    """Per-status delivery counts, row accounting and the top rejection reasons."""
     statuses = ", ".join(f"{count} {status}" for status, count in sorted(summary.by_status().items()))
     lines = [
-        f"Ingest: {len(summary.files)} file(s) processed ({statuses or 'none new'}), "
-        f"{summary.skipped} already loaded",
-        f"  rows: {summary.rows_received} received = {summary.rows_loaded} loaded + {summary.rows_rejected} rejected",
+        f"Ingest: {len(summary.files)} new deliveries (a file, or a SystmOne folder) processed "
+        f"({statuses or 'none new'}), {summary.skipped} already recorded",
+        f"  rows: {summary.rows_received} received = {summary.rows_loaded} loaded + {summary.rows_rejected} "
+        "quarantined (rows that broke their contract, in audit.rejected_rows)",
     ]
     if getattr(summary, "archived", 0):
         lines.append(f"  {summary.archived} file(s) moved to archive/ (kept read-only)")
+    if getattr(summary, "arriving", None):
+        lines.append(f"  {len(summary.arriving)} file(s) still being written, left in landing/ for the next run: "
+                     + ", ".join(summary.arriving[:5]) + (" ..." if len(summary.arriving) > 5 else ""))
     for result in summary.files:
         if result.status in ("held", "rejected"):
             lines.append(f"  {result.status}: {result.relative}: {result.message}")
@@ -268,6 +360,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.reprocess:
         if args.paths or args.source or args.accept:
             raise UsageError("--reprocess rebuilds every source from archive/; it takes no PATH, --source or --accept")
+    problem = _find_key("ingest") or (None if args.reprocess else _check_landing("ingest"))
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    if args.reprocess:
         return run_reprocess()
     return run_ingest(_sources(args.source), tuple(args.paths), tuple(args.accept))
 
@@ -307,6 +404,7 @@ def _build_parser(subparsers) -> None:
     )
     parser.add_argument("--full-refresh", action="store_true",
                         help="rebuild incremental models and seeds from scratch (after sprx ingest --reprocess)")
+    _flow_options(parser)
     parser.set_defaults(handler=lambda args: run_build(full_refresh=args.full_refresh))
 
 
@@ -342,27 +440,44 @@ def _run_parser(subparsers) -> None:
                         help="ingest only these sources (repeatable; gp = emis and systmone)")
     parser.add_argument("--if-loaded", action="store_true",
                         help="build and publish only when the ingest loaded at least one file")
+    _flow_options(parser)
     parser.set_defaults(handler=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Ingest, build and publish in one flow."""
+    return run_pipeline("run", list(_sources(args.source)), "if-loaded" if args.if_loaded else "always")
+
+
+def run_pipeline(command: str, sources: list[str] | None, build_when: str) -> int:
+    """The `run` flow (ingest, build, publish) with its summary; 0 when it completed, 1 with one line if not."""
+    problem = _find_key(command) or _check_landing(command)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     from flows.lock import WarehouseBusy
     from flows.run import StageFailed, run
+    from flows.warehouse import WarehouseInUse
 
     try:
-        summary = run(sources=list(_sources(args.source)), build_when="if-loaded" if args.if_loaded else "always")
+        summary = run(sources=sources, build_when=build_when)
     except StageFailed as failed:
-        print(f"sprx run: failed at {failed.stage}: {failed.reason}", file=sys.stderr)
+        print(f"sprx {command}: failed at {failed.stage}: {failed.reason}", file=sys.stderr)
         return 1
-    except WarehouseBusy as busy:
-        print(f"sprx run: {busy}", file=sys.stderr)
+    except (WarehouseBusy, WarehouseInUse) as busy:
+        print(f"sprx {command}: {busy}", file=sys.stderr)
         return 1
     print(summarise_ingest(summary.ingest))
+    if note := ignored_note(get_settings().landing_dir):
+        print(note)
+    if summary.nothing_to_publish:
+        print("Nothing to publish: no file has loaded into this warehouse yet, so nothing was built or published "
+              f"(put feeds in {get_settings().landing_dir}, or run `sprx demo`).")
+        return 0
     if summary.build is None:
         print("Nothing new was loaded: no build, and the published copy stands.")
         return 0
-    print(summary.build.describe())
+    print(f"Build: {summary.build.describe()}")
     if summary.publish is not None:
         print(summary.publish.describe())
     return 0
@@ -376,9 +491,11 @@ def _publish_parser(subparsers) -> None:
             "Copy the published schema (and nothing else) of the last build into a new "
             "published/analytics.duckdb, Parquet and CSV files, check it against disclosure control "
             "and for anything like an identifier, then swap it in atomically. `sprx run` does this "
-            "after every successful build; run it alone after `sprx build`."
+            "after every successful build; run it alone after `sprx build`. Refused (exit 1, the published "
+            "copy unchanged) when the last build failed or was killed."
         ),
     )
+    _flow_options(parser)
     parser.set_defaults(handler=cmd_publish)
 
 
@@ -386,10 +503,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
     """Publish the analysts' copy from the last build."""
     from flows.lock import WarehouseBusy
     from flows.publish import PublicationRefused, publish
+    from flows.warehouse import WarehouseInUse
 
+    if not get_settings().warehouse_path.exists():
+        print(f"sprx publish: nothing to publish: there is no warehouse in {get_settings().home} yet; "
+              "run `sprx run` (or `sprx demo`)", file=sys.stderr)
+        return 1
     try:
         summary = publish()
-    except (PublicationRefused, WarehouseBusy) as error:
+    except (PublicationRefused, WarehouseBusy, WarehouseInUse) as error:
         print(f"sprx publish: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # a failed stage: one line, the stage and the reason
@@ -407,8 +529,11 @@ def _serve_parser(subparsers) -> None:
             "Register the pipeline's Prefect deployments and run them on their schedules from this "
             "process until Ctrl-C: run/gp-nightly, run/ambulance-weekly, run/vcse-frequent (each ingests "
             "its sources, then builds and publishes if anything loaded) and run/full (on demand). Runs "
-            "never overlap. Uses the Prefect server at PREFECT_API_URL, or a temporary local one if none "
-            "is set. Schedules are cron expressions in UK local time, from SPRX_SCHEDULE_* or these options."
+            "never overlap. Uses the Prefect server at PREFECT_API_URL; with none set, starts a local Prefect "
+            "server (with its scheduler) on a free port of 127.0.0.1 for as long as serve runs, its database "
+            "in $SPRX_HOME/prefect/, and prints its URL. Schedules are cron expressions read in the time "
+            "zone SPRX_SCHEDULE_TIMEZONE (default Europe/London), from SPRX_SCHEDULE_GP, "
+            "SPRX_SCHEDULE_AMBULANCE, SPRX_SCHEDULE_VCSE or these options; serve prints them as it starts."
         ),
     )
     parser.add_argument("--gp-cron", metavar="CRON", help="GP schedule (default SPRX_SCHEDULE_GP or '30 2 * * *')")
@@ -416,14 +541,15 @@ def _serve_parser(subparsers) -> None:
                         help="ambulance schedule (default SPRX_SCHEDULE_AMBULANCE or '0 6 * * 1')")
     parser.add_argument("--vcse-cron", metavar="CRON",
                         help="VCSE schedule (default SPRX_SCHEDULE_VCSE or '*/15 * * * *')")
-    parser.set_defaults(handler=cmd_serve)
+    _flow_options(parser)
+    parser.set_defaults(handler=cmd_serve, quiet_prefect=False)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the scheduled deployments until interrupted."""
     import dataclasses
 
-    from flows.serve import check_schedules, serve
+    from flows.serve import ServerStartFailed, check_schedules, serve
 
     settings = get_settings()
     overrides = {name: value for name, value in (("schedule_gp", args.gp_cron),
@@ -434,12 +560,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_schedules(settings)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if not settings.pseudonymisation_key:
-        print("sprx serve: SPRX_PSEUDONYMISATION_KEY is not set; every scheduled ingest would fail",
-              file=sys.stderr)
+    if problem := _find_key("serve"):
+        print(problem + " (every scheduled ingest would fail)", file=sys.stderr)
         return 1
+    settings = dataclasses.replace(settings, pseudonymisation_key=get_settings().pseudonymisation_key)
     try:
-        serve(settings)
+        serve(settings, say=lambda line: print(line, flush=True))
+    except ServerStartFailed as error:
+        print(f"sprx serve: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0
@@ -449,18 +578,31 @@ def _status_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "status",
         help="per source and practice/trust/service: last received and loaded, last run's rows, held, late",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Report, per source and practice, trust or VCSE service: the last file received and loaded, the rows "
-            "loaded and rejected by the last ingest run, held files awaiting release, and whether the feed is "
-            "late against its expected cadence (dbt_project/seeds/feed_cadence.csv); and the last ingest, build "
-            "and publish. Reads the warehouse read-only; while a run holds it, shows $SPRX_HOME/status.json "
-            "(written at the end of every run) and says so. Exits 0, or with --check 1 when a feed is late, a "
-            "file is held or a stage's last run failed."
+            "Report, per source and practice, trust or VCSE service: the last file received and loaded, the rows\n"
+            "loaded and rejected by the last ingest run, held files awaiting release, and whether the feed is\n"
+            "late against its expected cadence (dbt_project/seeds/feed_cadence.csv); the last ingest, build and\n"
+            "publish (a stage whose process died shows as abandoned); the stage running now, if any; rejected\n"
+            "files still in landing/ and files there that no reader takes (ignored). Reads the warehouse\n"
+            "read-only; while a run holds it, shows $SPRX_HOME/status.json and says so. On a home with nothing\n"
+            "ingested yet it says so (and --json prints the same document with no feeds).\n\n"
+            "Exit code: 0; with --check, 1 when a feed is late, a file is held, a rejected file waits in\n"
+            "landing/, or a stage's last run failed or was abandoned.\n\n"
+            "JSON keys (--json): status_version, now, origin (warehouse, snapshot or none), taken_at,\n"
+            "run_in_progress, running {holder} or null, runs {ingest, build, publish: null or {run_id, status,\n"
+            "started_at, finished_at, detail}}, feeds [{source, organisation, last_received_at,\n"
+            "last_received_file, last_received_status, last_loaded_at, last_loaded_file, latest_extract_date,\n"
+            "data_received_at, last_run {files, rows_loaded, rows_rejected, files_rejected}, held_files,\n"
+            "expected_every_days, late_after_days, age_days, late}], rejected_in_landing, ignored_in_landing,\n"
+            "summary {feeds, late, held_files, rejected_files, ignored_files, failed_stages}. Times are UTC\n"
+            "(ISO 8601 with Z). Full meanings: sprx/status.py."
         ),
     )
-    parser.add_argument("--json", action="store_true", help="print JSON (keys documented in sprx/status.py)")
+    parser.add_argument("--json", action="store_true", help="print the status as JSON (keys above)")
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 when a feed is late, a file is held or a stage's last run failed (monitoring)")
+                        help="exit 1 when a feed is late, a file is held, a rejected file waits in landing/ or a "
+                             "stage's last run failed or was abandoned (for monitoring)")
     parser.add_argument("--now", type=_moment, metavar="YYYY-MM-DDTHH:MM",
                         help="judge lateness as of this UTC time instead of now")
     parser.set_defaults(handler=cmd_status)
@@ -509,6 +651,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prepare_flows(args: argparse.Namespace) -> Callable[[], None]:
+    """Before a command runs flows: Prefect's start-up timeout and colours, its log lines to a file unless
+    --verbose, and progress counts on the console. Returns what undoes the last two."""
+    from sprx.output import Progress, prepare_prefect, quiet_prefect, show_progress
+
+    if args.verbose:
+        os.environ["SPRX_VERBOSE"] = "1"
+    settings = get_settings()
+    prepare_prefect(settings)
+    restore = quiet_prefect(settings.home) if not settings.verbose and getattr(args, "quiet_prefect", True) else None
+    show_progress(Progress())
+
+    def undo() -> None:
+        show_progress(None)
+        if restore is not None:
+            restore()
+
+    return undo
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -518,11 +680,19 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
+    undo = None
     try:
+        if getattr(args, "runs_flows", False):
+            undo = _prepare_flows(args)
         return args.handler(args)
     except (UsageError, SettingsError) as error:
         print(f"sprx: {error}", file=sys.stderr)
         return 2
+    finally:
+        # called as a library (tests pass argv): put Prefect's console logging back. As the `sprx` command,
+        # leave it in the log file: Prefect still logs as the process exits (stopping its temporary server).
+        if undo is not None and argv is not None:
+            undo()
 
 
 if __name__ == "__main__":

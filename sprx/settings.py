@@ -38,6 +38,14 @@ class Settings:
     schedule_vcse: str = "*/15 * * * *"
     # Time zone the cron schedules are read in (UK local time, so 02:30 stays 02:30 across clock changes).
     schedule_timezone: str = "Europe/London"
+    # How long a command waits for a Prefect server it starts (the temporary one of run/demo/ingest/build,
+    # or serve's local one) to answer, seconds; generous, because a loaded machine starts it slowly.
+    prefect_startup_timeout_seconds: float = 300.0
+    # SPRX_VERBOSE=1 (or --verbose): Prefect's and dbt's own log lines on the console, not only in $SPRX_HOME/logs/.
+    verbose: bool = False
+    # SPRX_LANDING_SETTLE_SECONDS: a landed file is taken only once its size and modification time have not
+    # changed for this long (a sender still writing it is waited for, then left for the next run).
+    landing_settle_seconds: float = 30.0
 
     @property
     def landing_dir(self) -> Path:
@@ -54,22 +62,47 @@ class Settings:
         """The analysts' copy: analytics.duckdb and parquet/."""
         return self.home / "published"
 
+    @property
+    def report_dir(self) -> Path:
+        """The published report: index.html and report.pdf (served to staff by the portal at /report)."""
+        return self.published_dir / "report"
+
+    @property
+    def portal_dir(self) -> Path:
+        """The upload portal's own state: portal.sqlite3, uploads/, incoming/."""
+        return self.home / "portal"
+
 
 class SettingsError(ValueError):
     """An SPRX_* variable holds something that cannot be used; the message names it."""
 
 
-def _seconds(name: str, default: float) -> float:
-    text = os.environ.get(name)
+def number(name: str, default: float, *, minimum: float = 0, whole: bool = False, unit: str = "") -> float:
+    """The one parser of numeric SPRX_* variables: a number (whole when asked, in ``unit`` when given) of at least
+    ``minimum``, or ``default`` when unset; SettingsError naming the variable otherwise."""
+    text = (os.environ.get(name) or "").strip()
     if not text:
         return default
+    kind = f"{'whole ' if whole else ''}number{f' of {unit}' if unit else ''}"
     try:
-        value = float(text)
+        value = int(text) if whole else float(text)
     except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds (got {text!r})") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative (got {text!r})")
+        raise SettingsError(f"{name} must be a {kind} (got {text!r})") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name} must be a {kind} (got {text!r})")
+    if value < minimum:
+        raise SettingsError(f"{name} must be a {kind} of at least {minimum:g} (got {text!r})")
     return value
+
+
+def _seconds(name: str, default: float) -> float:
+    """A duration in seconds, not negative (``number`` with its unit)."""
+    return number(name, default, unit="seconds")
+
+
+def _flag(name: str) -> bool:
+    """An SPRX_* on/off variable: 1, true or yes is on."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 def get_settings() -> Settings:
@@ -83,6 +116,10 @@ def get_settings() -> Settings:
         schedule_ambulance=os.environ.get("SPRX_SCHEDULE_AMBULANCE") or defaults.schedule_ambulance,
         schedule_vcse=os.environ.get("SPRX_SCHEDULE_VCSE") or defaults.schedule_vcse,
         schedule_timezone=os.environ.get("SPRX_SCHEDULE_TIMEZONE") or defaults.schedule_timezone,
+        prefect_startup_timeout_seconds=_seconds("SPRX_PREFECT_STARTUP_TIMEOUT_SECONDS",
+                                                 defaults.prefect_startup_timeout_seconds),
+        verbose=os.environ.get("SPRX_VERBOSE", "").strip().lower() in ("1", "true", "yes"),
+        landing_settle_seconds=_seconds("SPRX_LANDING_SETTLE_SECONDS", defaults.landing_settle_seconds),
     )
 
 
@@ -95,33 +132,69 @@ class PortalSettings:
     """The upload portal's settings (`sprx portal`); its own state lives in <home>/portal/, never the warehouse."""
 
     # SPRX_PORTAL_HOST: the address the portal listens on (127.0.0.1: this machine only, behind a proxy).
-    host: str
+    host: str = "127.0.0.1"
     # SPRX_PORTAL_PORT: the port the portal listens on.
-    port: int
+    port: int = 8750
     # SPRX_PORTAL_MAX_UPLOAD_BYTES: the largest sheet accepted, in bytes; counted while it arrives.
-    max_upload_bytes: int
+    max_upload_bytes: int = 10 * 1024 * 1024
     # SPRX_PORTAL_SESSION_MINUTES: how long a sign-in lasts before the service must sign in again.
-    session_minutes: int
+    session_minutes: int = 60
     # SPRX_PORTAL_INGEST_ON_UPLOAD: 1 to start the VCSE ingest for each accepted sheet at once.
-    ingest_on_upload: bool
+    ingest_on_upload: bool = False
+    # SPRX_PORTAL_RATE_LIMIT: requests one client (IP address) may make, e.g. "300/minute" (limits' notation).
+    rate_limit: str = "300/minute"
+    # SPRX_PORTAL_SIGN_IN_RATE_LIMIT: key checks (sign-ins, API keys not seen lately) per client and per service.
+    sign_in_rate_limit: str = "10/minute"
+    # SPRX_PORTAL_UPLOAD_RATE_LIMIT: uploads per service and per client.
+    upload_rate_limit: str = "30/hour"
+    # SPRX_PORTAL_QUOTA_BYTES: most bytes of kept uploads one service may hold under portal/uploads/.
+    quota_bytes: int = 500 * 1024 * 1024
+    # SPRX_PORTAL_REQUEST_TIMEOUT_SECONDS: a request (headers and body) must arrive in full within this; slower is cut off.
+    request_timeout_seconds: float = 120.0
+    # SPRX_PORTAL_KEEP_ALIVE_SECONDS: an idle connection is closed after this.
+    keep_alive_seconds: float = 5.0
+    # SPRX_PORTAL_MAX_CONNECTIONS: open connections served at once; more get 503 at once.
+    max_connections: int = 100
+    # SPRX_PORTAL_TRUSTED_PROXIES: addresses whose X-Forwarded-For/-Proto are believed (comma-separated, or *).
+    trusted_proxies: str = "127.0.0.1"
+    # SPRX_PORTAL_HSTS: 1 to send Strict-Transport-Security on every response (TLS ends at a proxy that sends no
+    # X-Forwarded-Proto); it is always sent on a request that arrived over HTTPS.
+    hsts: bool = False
     # SPRX_PORTAL_CONTACT: who services contact for help (name, email, phone), shown on Help and every error page.
     contact: str = DEFAULT_PORTAL_CONTACT
 
 
+def _rate(name: str, default: str) -> str:
+    """An SPRX_* rate limit such as "10/minute" or "100 per hour"; SettingsError naming it when unreadable."""
+    from limits import parse_many
+
+    text = (os.environ.get(name) or "").strip() or default
+    try:
+        parse_many(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a rate such as 10/minute or 100 per hour (got {text!r})") from None
+    return text
+
+
 def get_portal_settings() -> PortalSettings:
-    """Read the portal's settings from the environment now (SettingsError naming a variable that is not a number)."""
-
-    def number(name: str, default: int) -> int:
-        text = os.environ.get(name) or str(default)
-        if not text.isdigit() or int(text) < 1:
-            raise SettingsError(f"{name} must be a whole number of at least 1 (got {text!r})")
-        return int(text)
-
+    """Read the portal's settings from the environment now (SettingsError naming a variable that cannot be used)."""
+    defaults = PortalSettings()
     return PortalSettings(
-        host=os.environ.get("SPRX_PORTAL_HOST") or "127.0.0.1",
-        port=number("SPRX_PORTAL_PORT", 8750),
-        max_upload_bytes=number("SPRX_PORTAL_MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
-        session_minutes=number("SPRX_PORTAL_SESSION_MINUTES", 60),
-        ingest_on_upload=os.environ.get("SPRX_PORTAL_INGEST_ON_UPLOAD", "").strip().lower() in ("1", "true", "yes"),
-        contact=(os.environ.get("SPRX_PORTAL_CONTACT") or "").strip() or DEFAULT_PORTAL_CONTACT,
+        host=os.environ.get("SPRX_PORTAL_HOST") or defaults.host,
+        port=int(number("SPRX_PORTAL_PORT", defaults.port, minimum=1, whole=True)),
+        max_upload_bytes=int(number("SPRX_PORTAL_MAX_UPLOAD_BYTES", defaults.max_upload_bytes, minimum=1, whole=True)),
+        session_minutes=int(number("SPRX_PORTAL_SESSION_MINUTES", defaults.session_minutes, minimum=1, whole=True)),
+        ingest_on_upload=_flag("SPRX_PORTAL_INGEST_ON_UPLOAD"),
+        rate_limit=_rate("SPRX_PORTAL_RATE_LIMIT", defaults.rate_limit),
+        sign_in_rate_limit=_rate("SPRX_PORTAL_SIGN_IN_RATE_LIMIT", defaults.sign_in_rate_limit),
+        upload_rate_limit=_rate("SPRX_PORTAL_UPLOAD_RATE_LIMIT", defaults.upload_rate_limit),
+        quota_bytes=int(number("SPRX_PORTAL_QUOTA_BYTES", defaults.quota_bytes, minimum=1, whole=True)),
+        request_timeout_seconds=number("SPRX_PORTAL_REQUEST_TIMEOUT_SECONDS", defaults.request_timeout_seconds,
+                                       minimum=1, unit="seconds"),
+        keep_alive_seconds=number("SPRX_PORTAL_KEEP_ALIVE_SECONDS", defaults.keep_alive_seconds, minimum=1,
+                                  unit="seconds"),
+        max_connections=int(number("SPRX_PORTAL_MAX_CONNECTIONS", defaults.max_connections, minimum=1, whole=True)),
+        trusted_proxies=os.environ.get("SPRX_PORTAL_TRUSTED_PROXIES") or defaults.trusted_proxies,
+        hsts=_flag("SPRX_PORTAL_HSTS"),
+        contact=(os.environ.get("SPRX_PORTAL_CONTACT") or "").strip() or defaults.contact,
     )

@@ -13,8 +13,8 @@ is late too. Nothing here holds an identifier: file names carry practice codes a
 
 JSON keys (``sprx status --json``, and status.json; version `STATUS_VERSION`):
 
-- ``status_version``; ``now`` (the time lateness is judged against); ``origin`` ("warehouse" or
-  "snapshot"); ``taken_at`` (when the facts were read); ``run_in_progress`` (true when the
+- ``status_version``; ``now`` (the time lateness is judged against); ``origin`` ("warehouse",
+  "snapshot" or "none"); ``taken_at`` (when the facts were read); ``run_in_progress`` (true when the
   warehouse was busy and the snapshot is shown);
 - ``runs``: ``ingest``, ``build``, ``publish``, each null or {``run_id``, ``status``, ``started_at``,
   ``finished_at``, ``detail``} for the latest run of that stage;
@@ -25,7 +25,19 @@ JSON keys (``sprx status --json``, and status.json; version `STATUS_VERSION`):
   ``rows_loaded``, ``rows_rejected``, ``files_rejected``} (the latest ingest run), ``held_files``
   (landing paths awaiting ``sprx ingest --accept``), ``expected_every_days``, ``late_after_days``,
   ``age_days`` and ``late`` (null when the source has no cadence or the organisation is unknown);
-- ``summary``: ``feeds``, ``late``, ``held_files``, ``failed_stages`` (stages whose latest run failed).
+- ``running``: null, or {``holder``} (the lock holder's own words: pid, stages such as "run > build", since
+  when) while a process holds the warehouse lock;
+- ``rejected_in_landing``: landing paths whose latest load was rejected and that still wait in landing/
+  (fix or remove them);
+- ``ignored_in_landing``: landing paths that no reader takes (not in a feed's folder, or not a feed's
+  layout: a stray README.md, truth.json, a sheet outside vcse/<service>/); files still being written
+  (dot files, .part and the like) are not listed;
+- ``summary``: ``feeds``, ``late``, ``held_files``, ``rejected_files``, ``ignored_files``, ``failed_stages``
+  (stages whose latest run failed, or was abandoned: its process died while it was running).
+
+A stage recorded ``running`` while no process holds the lock was killed: it is shown as ``abandoned``
+(and recorded so by the next stage that runs). On a home with nothing ingested yet, ``origin`` is
+"none", ``runs`` are null and ``feeds`` is empty.
 
 Times are UTC, ISO 8601 with a ``Z``; dates are ``YYYY-MM-DD``.
 """
@@ -160,11 +172,67 @@ def collect_facts(connection: duckdb.DuckDBPyConnection) -> dict:
                          "rows_rejected": int(row["run_rows_rejected"]), "files_rejected": row["run_files_rejected"]},
             "held_files": list(row["held_files"]),
         })
-    return {"taken_at": _time(utc_now()), "runs": runs, "feeds": feeds}
+    rejected_paths = [path for (path,) in connection.execute(
+        "select path from file_loads qualify row_number() over (partition by path order by file_id desc) = 1 "
+        "and status = 'rejected'").fetchall()]
+    return {"taken_at": _time(utc_now()), "runs": runs, "feeds": feeds, "rejected_paths": rejected_paths}
 
 
-def evaluate(facts: dict, now: dt.datetime, cadence: dict[str, Cadence], *, origin: str = "warehouse") -> dict:
-    """The status document: the facts, each feed's age and lateness as of `now` (UTC), and a summary."""
+def ignored_in_landing(landing: Path) -> list[str]:
+    """Landing paths (relative, sorted) that no reader takes: outside every feed's folder or layout."""
+    from flows.ingest import SOURCE_FOLDERS, _deliveries_in, in_progress
+
+    if not landing.is_dir():
+        return []
+    taken: set[Path] = set()
+    for source in SOURCE_FOLDERS:
+        for delivery in _deliveries_in(landing, source):
+            taken.add(delivery)
+    ignored = []
+    for path in sorted(landing.rglob("*")):
+        relative = path.relative_to(landing)
+        if any(in_progress(part) for part in relative.parts) or not path.is_file():
+            continue  # a file still being written: the ingest takes it once it is whole
+        if path in taken or any(parent in taken for parent in path.parents):
+            continue
+        ignored.append(relative.as_posix())
+    return ignored
+
+
+def lock_holder(home: Path) -> str | None:
+    """What the process holding the warehouse lock says it is doing, or None when nobody holds it."""
+    import fcntl
+
+    from flows.lock import holder, lock_path
+
+    path = lock_path(home)
+    if not path.exists():
+        return None
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return holder(home) or "a process (it has not said which stage)"
+    else:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(descriptor)
+
+
+def landing_facts(home: Path, feeds: list[dict], rejected_paths: list[str]) -> dict:
+    """What waits in landing/: rejected files still there, and files no reader takes."""
+    landing = home / "landing"
+    return {"rejected_in_landing": sorted(path for path in rejected_paths if (landing / path).exists()),
+            "ignored_in_landing": ignored_in_landing(landing)}
+
+
+def evaluate(facts: dict, now: dt.datetime, cadence: dict[str, Cadence], *, origin: str = "warehouse",
+             home: Path | None = None) -> dict:
+    """The status document: the facts, each feed's age and lateness as of `now` (UTC), and a summary.
+
+    With `home`, also what waits in its landing/ and who holds its lock (a "running" stage with no holder
+    is shown as abandoned)."""
     now = now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo else now
     feeds = []
     for fact in facts["feeds"]:
@@ -180,20 +248,32 @@ def evaluate(facts: dict, now: dt.datetime, cadence: dict[str, Cadence], *, orig
         else:
             feed["late"] = feed["age_days"] is None or feed["age_days"] > expected.late_after_days
         feeds.append(feed)
-    runs = facts["runs"]
+    runs = {stage: (dict(run) if run else None) for stage, run in facts["runs"].items()}
+    running = lock_holder(home) if home is not None else None
+    if home is not None and running is None:
+        for run in runs.values():
+            if run and run["status"] == "running":
+                run["status"] = "abandoned"  # its process died; the next stage records it so
+    waiting = (landing_facts(home, feeds, facts.get("rejected_paths", [])) if home is not None
+               else {"rejected_in_landing": [], "ignored_in_landing": []})
     return {
         "status_version": STATUS_VERSION,
         "now": _time(now),
         "origin": origin,
         "taken_at": facts["taken_at"],
-        "run_in_progress": origin == "snapshot",
+        "run_in_progress": origin == "snapshot" or running is not None,
+        "running": {"holder": running} if running else None,
         "runs": runs,
         "feeds": feeds,
+        **waiting,
         "summary": {
             "feeds": len(feeds),
             "late": sum(1 for feed in feeds if feed["late"]),
             "held_files": sum(len(feed["held_files"]) for feed in feeds),
-            "failed_stages": [stage for stage in STAGES if runs.get(stage) and runs[stage]["status"] == "failed"],
+            "rejected_files": len(waiting["rejected_in_landing"]),
+            "ignored_files": len(waiting["ignored_in_landing"]),
+            "failed_stages": [stage for stage in STAGES
+                              if runs.get(stage) and runs[stage]["status"] in ("failed", "abandoned")],
         },
     }
 
@@ -226,7 +306,7 @@ def read_status(home: Path, now: dt.datetime | None = None, cadence: dict[str, C
     if warehouse.exists():
         try:
             with duckdb.connect(str(warehouse), read_only=True) as connection:
-                return evaluate(collect_facts(connection), now, cadence)
+                return evaluate(collect_facts(connection), now, cadence, home=home)
         except duckdb.Error as error:
             if not is_busy_error(error):
                 raise StatusUnavailable(f"the warehouse could not be read ({type(error).__name__})") from None
@@ -234,14 +314,18 @@ def read_status(home: Path, now: dt.datetime | None = None, cadence: dict[str, C
         if not snapshot.exists():
             raise StatusUnavailable("a run is in progress (the warehouse is busy) and there is no status.json yet; "
                                     "try again when it has finished")
-        return evaluate(json.loads(snapshot.read_text(encoding="utf-8")), now, cadence, origin="snapshot")
-    raise StatusUnavailable(f"nothing ingested yet in {home} (no warehouse.duckdb); run sprx ingest")
+        return evaluate(json.loads(snapshot.read_text(encoding="utf-8")), now, cadence, origin="snapshot",
+                        home=home)
+    empty = {"taken_at": _time(utc_now()), "runs": dict.fromkeys(STAGES), "feeds": [], "rejected_paths": []}
+    return evaluate(empty, now, cadence, origin="none", home=home)
 
 
 def needs_attention(status: dict) -> bool:
-    """True when a feed is late, a file is held or a stage's latest run failed (`sprx status --check`)."""
+    """True when a feed is late, a file is held, a rejected file waits in landing/ or a stage's latest run
+    failed or was abandoned (`sprx status --check`)."""
     summary = status["summary"]
-    return bool(summary["late"] or summary["held_files"] or summary["failed_stages"])
+    return bool(summary["late"] or summary["held_files"] or summary.get("rejected_files")
+                or summary["failed_stages"])
 
 
 def _short(text: str | None) -> str:
@@ -255,8 +339,13 @@ def render(status: dict) -> str:
     if status["origin"] == "snapshot":
         lines.append(f"A run is in progress (the warehouse is busy): showing the snapshot taken at "
                      f"{_short(status['taken_at'])} UTC.")
+    elif status["origin"] == "none":
+        lines.append(f"Status at {_short(status['now'])} UTC: nothing ingested yet (no warehouse); put feeds in "
+                     "landing/ and run `sprx run`, or try `sprx demo`.")
     else:
         lines.append(f"Status at {_short(status['now'])} UTC (from the warehouse).")
+    if status.get("running"):
+        lines.append(f"  running now: {status['running']['holder']}")
     for stage in STAGES:
         run = status["runs"].get(stage)
         if run is None:
@@ -289,9 +378,15 @@ def render(status: dict) -> str:
     summary = status["summary"]
     lines.append("")
     lines.append(f"{summary['feeds']} feed(s), {summary['late']} late, {summary['held_files']} held file(s) "
-                 "awaiting release" + (f", failed: {', '.join(summary['failed_stages'])}"
-                                       if summary["failed_stages"] else ""))
+                 f"awaiting release, {summary.get('rejected_files', 0)} rejected file(s) in landing/, "
+                 f"{summary.get('ignored_files', 0)} ignored" + (
+                     f"; last run failed or abandoned: {', '.join(summary['failed_stages'])}"
+                     if summary["failed_stages"] else ""))
     for feed in status["feeds"]:
         for held in feed["held_files"]:
             lines.append(f"  held: {held} (release with: sprx ingest --accept {held})")
+    for path in status.get("rejected_in_landing", []):
+        lines.append(f"  rejected, still in landing/: {path} (fix it and send it again, or remove it)")
+    for path in status.get("ignored_in_landing", []):
+        lines.append(f"  ignored: {path} (no reader takes it: not in a feed's folder or layout)")
     return "\n".join(lines)

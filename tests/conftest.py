@@ -11,6 +11,8 @@ import pytest
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="sprx-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Files the tests land are whole when written: take them at once (tests of the settle interval set their own).
+os.environ.setdefault("SPRX_LANDING_SETTLE_SECONDS", "0")
 
 TEST_KEY = "test-key-0123456789abcdef0123456789abcdef"
 SAMPLE_KEY = "sample-key-0123456789abcdef0123456789"

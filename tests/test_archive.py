@@ -80,14 +80,14 @@ def test_loaded_files_move_to_archive_read_only_keeping_path_and_time_received(s
     assert summary.archived == 4 and summary.by_status() == {"loaded": 4}
     archive = sprx_home / "archive"
     assert files_under(archive) == expected and files_under(landing) == set()
-    for path in archive.rglob("*"):
-        if path.is_file():  # the SystmOne folder's files included
-            assert stat.S_IMODE(path.stat().st_mode) == 0o444, path
-    assert dt.datetime.fromtimestamp((archive / "gp/systmone/systmone_P91006_20261120").stat().st_mtime,
-                                     dt.UTC).replace(tzinfo=None) == RECEIVED
+    for path in archive.rglob("*"):  # the SystmOne folder's files included: the owner's alone, read-only
+        assert stat.S_IMODE(path.stat().st_mode) == (0o400 if path.is_file() else 0o700), path
     rows = audit(sprx_home, "select path, archived_path, received_at from audit.file_loads")
     assert {(path, archived) for path, archived, _ in rows} == {(p, p) for p, _, _ in rows}
-    assert {received for _, _, received in rows} == {RECEIVED}
+    received = {at for _, _, at in rows}
+    assert len(received) == 1 and RECEIVED not in received  # when the run found them, not the senders' stamps
+    assert dt.datetime.fromtimestamp((archive / "gp/systmone/systmone_P91006_20261120").stat().st_mtime,
+                                     dt.UTC).replace(tzinfo=None) in received
 
 
 def test_a_resent_sheet_with_other_bytes_is_kept_beside_the_first(sprx_home: Path) -> None:
@@ -109,9 +109,10 @@ def test_a_resent_sheet_with_other_bytes_is_kept_beside_the_first(sprx_home: Pat
     # a reprocess reads both under their landing path and time received, and comes to the same answer
     assert main(["ingest", "--reprocess"]) == 0
     assert full_state(sprx_home / "warehouse.duckdb") == before
-    assert sorted(audit(sprx_home, "select path, received_at, archived_path from audit.file_loads")) == [
-        ("vcse/walks/june.csv", RECEIVED, "vcse/walks/june.csv"),
-        ("vcse/walks/june.csv", RECEIVED + dt.timedelta(days=2), later)]
+    rows = sorted(audit(sprx_home, "select received_at, path, archived_path from audit.file_loads"))
+    assert [(path, archived) for _, path, archived in rows] == [
+        ("vcse/walks/june.csv", "vcse/walks/june.csv"), ("vcse/walks/june.csv", later)]
+    assert rows[0][0] < rows[1][0]  # each kept the time it was first found, so the correction still wins
     assert audit(sprx_home, "select attended from raw.vcse_attendances order by session_date") == [(False,), (True,)]
 
 

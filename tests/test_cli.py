@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sprx.cli import main
+from sprx.cli import _deliveries_in_folder, land_sample, main
 from sprx.settings import SAMPLE_FEEDS_DIR, get_settings
 
 
@@ -67,18 +68,32 @@ def test_demo_lands_ingests_and_summarises_the_sample_feeds(monkeypatch, tmp_pat
     # every sample file loaded, so every one moved from landing/ to archive/
     assert files_under(tmp_path / "home" / "archive") == expected
     assert files_under(tmp_path / "home" / "landing") == []
-    assert f"Landed {len(expected)} new file(s)" in captured.out and "referral episodes" in captured.out
+    deliveries = len(_deliveries_in_folder(SAMPLE_FEEDS_DIR))  # a SystmOne folder is one delivery
+    assert f"Landed {deliveries} new deliveries" in captured.out and "referral episodes" in captured.out
+    assert f"Ingest: {deliveries} new deliveries" in captured.out  # the same count, the same word
     # the demo makes a local key when none is set, and says so
     assert "created a local key" in captured.err and (tmp_path / "home" / "pseudonymisation.key").exists()
     truth = json.loads((SAMPLE_FEEDS_DIR / "truth.json").read_text(encoding="utf-8"))
     faults = len({(f["file"], f["row_number"]) for f in truth["injected_faults"]["rows"]})
-    assert re.search(rf"rows: \d+ received = \d+ loaded \+ {faults} rejected", captured.out)
-    assert "dbt build passed" in captured.out and " 0 failed" in captured.out  # the warehouse is built
-    # a second demo lands and loads nothing new
-    assert main(["demo"]) == 0
-    again = capsys.readouterr().out
-    assert "Landed 0 new file(s)" in again and "0 file(s) processed" in again
-    assert files_under(tmp_path / "home" / "landing") == []  # nothing already archived is landed again
+    assert re.search(rf"rows: \d+ received = \d+ loaded \+ {faults} quarantined", captured.out)
+    assert "Build: dbt build passed" in captured.out and " 0 failed" in captured.out  # the warehouse is built
+    # ... and published, and the summary says where
+    published = tmp_path / "home" / "published" / "analytics.duckdb"
+    assert published.exists() and f"analysts open {published}" in captured.out
+    assert "Published " in captured.out
+    # Prefect's own log lines went to the log file, not the console
+    assert "Beginning flow run" not in captured.err + captured.out
+    assert (tmp_path / "home" / "logs" / "sprx.log").exists()  # (what reaches it: tests/test_run.py)
+    assert len((captured.out + captured.err).splitlines()) < 60
+    # sprx run after the demo finds the demo's key file, and names it
+    monkeypatch.delenv("SPRX_PSEUDONYMISATION_KEY", raising=False)
+    assert main(["run", "--if-loaded"]) == 0
+    again = capsys.readouterr()
+    assert f"using the demo's key file {tmp_path / 'home' / 'pseudonymisation.key'}" in again.err
+    assert "Nothing new was loaded" in again.out
+    # landing the sample again lands nothing: what is archived is not landed twice
+    assert land_sample(tmp_path / "home" / "landing", tmp_path / "home" / "archive") == 0
+    assert files_under(tmp_path / "home" / "landing") == []
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -92,7 +107,7 @@ def test_ingest_exits_0_with_quarantined_rows_and_1_without_a_key(sprx_home: Pat
         "A2,2026-11-02 11:05:59,9994158686,2011-06-15,M,M16 7YE,C9,hear_and_treat,,Pain,N,N\n")
     assert main(["ingest", "--source", "ambulance"]) == 0
     out = capsys.readouterr().out
-    assert "rows: 2 received = 1 loaded + 1 rejected" in out and "arp" in out.lower()
+    assert "rows: 2 received = 1 loaded + 1 quarantined" in out and "arp" in out.lower()
     monkeypatch.delenv("SPRX_PSEUDONYMISATION_KEY")
     assert main(["ingest"]) == 1
     assert "SPRX_PSEUDONYMISATION_KEY is not set" in capsys.readouterr().err
@@ -113,3 +128,64 @@ def test_each_run_publishes_a_report_artifact_without_identifiers(sprx_home: Pat
     report = files + Artifact.get("ingest-rejections").data
     for identifier in ("9994068121", "M31 1XR", "1949-04-02", "Fall at home"):
         assert identifier not in report
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_on_an_empty_home_says_there_is_nothing_to_publish(sprx_home: Path, capsys) -> None:
+    # no landing folder: one line saying where feeds are expected, no traceback
+    assert main(["run"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"there is no landing folder at {sprx_home / 'landing'}" in err
+    # an empty landing folder: nothing to build, and nothing published (no empty tables)
+    (sprx_home / "landing").mkdir(parents=True)
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "Nothing to publish: no file has loaded into this warehouse yet" in out
+    assert not (sprx_home / "published").exists()
+    assert main(["publish"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no build has been recorded" in err
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    (None, "SPRX_PSEUDONYMISATION_KEY is not set: export a secret of at least 32 characters"),
+    ("too-short", "SPRX_PSEUDONYMISATION_KEY is too short"),
+])
+@pytest.mark.parametrize("command", ["run", "ingest", "serve"])
+def test_a_missing_or_short_key_is_one_line_before_anything_starts(sprx_home: Path, monkeypatch, capsys, key,
+                                                                    message, command) -> None:
+    if key is None:
+        monkeypatch.delenv("SPRX_PSEUDONYMISATION_KEY")
+    else:
+        monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", key)
+    (sprx_home / "landing").mkdir(parents=True)
+    assert main([command]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+    assert key is None or key not in err
+    assert not (sprx_home / "warehouse.duckdb").exists()
+
+
+def test_serve_help_names_the_schedule_settings_and_their_time_zone(capsys) -> None:
+    assert main(["serve", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("SPRX_SCHEDULE_TIMEZONE", "SPRX_SCHEDULE_GP", "SPRX_SCHEDULE_AMBULANCE", "SPRX_SCHEDULE_VCSE",
+                 "PREFECT_API_URL", "--verbose"):
+        assert name in text, name
+
+
+@pytest.mark.parametrize(("environment", "expected"), [
+    ({}, 300),  # sprx's default: Prefect's own 20 s fails on a loaded machine
+    ({"SPRX_PREFECT_STARTUP_TIMEOUT_SECONDS": "45"}, 45),
+    ({"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}, 120),  # set for Prefect directly: kept
+    ({"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "SPRX_PREFECT_STARTUP_TIMEOUT_SECONDS": "90"}, 90),
+])
+def test_commands_give_prefects_temporary_server_a_startup_timeout(environment, expected) -> None:
+    code = ("from sprx.output import prepare_prefect; from sprx.settings import get_settings; "
+            "prepare_prefect(get_settings()); from prefect.settings import get_current_settings; "
+            "print(get_current_settings().server.ephemeral.startup_timeout_seconds)")
+    base = {name: value for name, value in os.environ.items()
+            if name not in ("SPRX_PREFECT_STARTUP_TIMEOUT_SECONDS", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**base, **environment})
+    assert int(result.stdout.strip()) == expected

@@ -128,14 +128,14 @@ CASES = {
     "ambulance missing column": Case("ambulance/ambulance_RX7_20261116.csv",
                                      text(AMBULANCE_HEADER.replace("incident_id,", ""),
                                           AMBULANCE_ROW.split(",", 1)[1]), "rejected", "incident_id"),
-    "ambulance bad check digit": Case("ambulance/ambulance_RX7_20261130.csv",
+    "ambulance bad check digit": Case("ambulance/ambulance_RX7_20261118.csv",
                                       text(AMBULANCE_HEADER, AMBULANCE_ROW.replace("9994158686", "9994158687")),
                                       "loaded", rejected={2: "nhs_number"}, received=1, reason="Modulus 11"),
     "ambulance quoted newline in free text": Case(
-        "ambulance/ambulance_RX7_20261130.csv",
+        "ambulance/ambulance_RX7_20261118.csv",
         text(AMBULANCE_HEADER, AMBULANCE_ROW.replace("Abdominal pain", '"Pain,\n""severe"""')),
         "loaded", received=1),
-    "ambulance header only": Case("ambulance/ambulance_RX7_20261130.csv", text(AMBULANCE_HEADER), "loaded",
+    "ambulance header only": Case("ambulance/ambulance_RX7_20261118.csv", text(AMBULANCE_HEADER), "loaded",
                                   received=0),
     # --- VCSE -----------------------------------------------------------------------------
     "vcse other header spellings and semicolons with a BOM": Case(
@@ -217,16 +217,16 @@ def test_bad_input(name: str, sprx_home: Path) -> None:
 
 def test_the_same_file_under_another_name_is_a_duplicate(sprx_home: Path) -> None:
     landing = sprx_home / "landing"
-    write_case(landing, Case("ambulance/ambulance_RX7_20261130.csv", text(AMBULANCE_HEADER, AMBULANCE_ROW), ""))
+    write_case(landing, Case("ambulance/ambulance_RX7_20261118.csv", text(AMBULANCE_HEADER, AMBULANCE_ROW), ""))
     ingest()
-    shutil.copy(sprx_home / "archive/ambulance/ambulance_RX7_20261130.csv",
-                landing / "ambulance/ambulance_RX7_20261201.csv")
+    shutil.copy(sprx_home / "archive/ambulance/ambulance_RX7_20261118.csv",
+                landing / "ambulance/ambulance_RX7_20261119.csv")
     summary = ingest()
-    assert [(f.relative, f.status) for f in summary.files] == [("ambulance/ambulance_RX7_20261201.csv", "duplicate")]
-    assert "ambulance_RX7_20261130.csv" in summary.files[0].message
+    assert [(f.relative, f.status) for f in summary.files] == [("ambulance/ambulance_RX7_20261119.csv", "duplicate")]
+    assert "ambulance_RX7_20261118.csv" in summary.files[0].message
     # nothing loaded from it, but it is kept with the rest and not read again
-    assert (sprx_home / "archive/ambulance/ambulance_RX7_20261201.csv").exists()
-    assert not (landing / "ambulance/ambulance_RX7_20261201.csv").exists()
+    assert (sprx_home / "archive/ambulance/ambulance_RX7_20261119.csv").exists()
+    assert not (landing / "ambulance/ambulance_RX7_20261119.csv").exists()
 
 
 def test_a_truncated_emis_export_is_held_until_released(sprx_home: Path) -> None:

@@ -16,6 +16,20 @@ import pytest
 from flows.publish import ANALYTICS_FILE, PublicationRefused, export_release, publish, release_problems
 
 
+def record_completed_build(path: Path) -> None:
+    """Record a completed build in audit.pipeline_runs: publish copies only what a completed build left."""
+    import datetime as dt
+
+    from flows.warehouse import connect, record_stage
+
+    connection = connect(path)
+    try:
+        moment = dt.datetime(2026, 11, 20, 3, 0)
+        record_stage(connection, "build-1", "build", moment, moment, "completed")
+    finally:
+        connection.close()
+
+
 def make_warehouse(path: Path, *statements: str) -> Path:
     """A warehouse file with a marts schema and a published schema holding one clean table, then `statements`."""
     with duckdb.connect(str(path)) as connection:
@@ -101,6 +115,7 @@ def test_publish_refuses_an_unsafe_build_and_keeps_the_previous_copy(tmp_path, m
     home.mkdir()
     monkeypatch.setenv("SPRX_HOME", str(home))
     make_warehouse(home / "warehouse.duckdb")
+    record_completed_build(home / "warehouse.duckdb")
     first = publish()
     assert first.tables == {"pub_counts": 1}
     manifest = (home / "published" / "manifest.json").read_text()

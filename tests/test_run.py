@@ -134,9 +134,11 @@ def published_home(tmp_path_factory, api_url):
     """A home run twice by `sprx run` while readers query its published copy; yields (home, reports)."""
     home = tmp_path_factory.mktemp("run") / "home"
     assert land(home, until=SPLIT) > 100
-    code, out, err = finish(sprx(home, api_url, "run"))
+    code, out, err = finish(sprx(home, api_url, "run", env={"PREFECT_LOGGING_LEVEL": "INFO"}))
     assert code == 0, err[-3000:]
     first = published_count(home)
+    (home.parent / "first-run.out").write_text(out)
+    (home.parent / "first-run.err").write_text(err)
 
     stop = home.parent / "stop"
     readers = {mode: subprocess.Popen([sys.executable, "-c", READER, str(home / "published" / "analytics.duckdb"),
@@ -144,7 +146,8 @@ def published_home(tmp_path_factory, api_url):
                for mode in ("loop", "kept")}
     time.sleep(1)
     assert land(home, after=SPLIT) > 100
-    runs = [finish(sprx(home, api_url, "run")) for _ in range(2)]  # new files, then nothing new
+    # new files; then a scheduled-style run that finds nothing new (no build: the published copy stands)
+    runs = [finish(sprx(home, api_url, "run")), finish(sprx(home, api_url, "run", "--if-loaded"))]
     time.sleep(1)
     stop.touch()
     for reader in readers.values():
@@ -156,7 +159,8 @@ def published_home(tmp_path_factory, api_url):
 def test_readers_see_no_errors_and_the_new_data_after_each_publish(published_home):
     home, first, runs, reports = published_home
     assert [code for code, _, _ in runs] == [0, 0], [err[-2000:] for _, _, err in runs]
-    assert "Published" in runs[0][1] and "Published" in runs[1][1]
+    assert "Published" in runs[0][1]
+    assert "Nothing new was loaded" in runs[1][1] and "Published" not in runs[1][1]
     for mode, report in reports.items():
         assert report["queries"] > 20 and report["errors"] == [], mode
     # the second run published the new files, and a reader opening new connections saw them
@@ -164,6 +168,22 @@ def test_readers_see_no_errors_and_the_new_data_after_each_publish(published_hom
     assert reports["loop"]["seen"] == [first, published_count(home)]
     # the analyst whose session stayed open all along kept working, on the copy it had opened
     assert reports["kept"]["seen"] == [first]
+
+
+def test_a_run_prints_progress_and_a_summary_and_keeps_prefects_log_in_a_file(published_home):
+    home = published_home[0]
+    out = (home.parent / "first-run.out").read_text()
+    err = (home.parent / "first-run.err").read_text()
+    delivered = int(re.search(r"Ingest: (\d+) new deliveries", out).group(1))
+    # progress: n of N deliveries (not a terminal: a few lines, the last one complete)
+    counts = re.findall(r"ingest: (\d+) of (\d+) deliveries", err)
+    assert counts and counts[-1] == (str(delivered), str(delivered)) and len(counts) <= 5
+    assert "Build: dbt build passed" in out and "Published " in out
+    # Prefect's own lines (and dbt's) went to the log files, not the console; no colour codes
+    assert "Beginning flow run" not in out + err and "Running with dbt" not in out + err
+    assert "Beginning flow run" in (home / "logs" / "sprx.log").read_text()
+    assert "\x1b[" not in out + err
+    assert len((out + err).splitlines()) < 40
 
 
 def test_published_folder_holds_the_published_schema_only(published_home):
@@ -205,6 +225,28 @@ def test_a_run_killed_during_the_build_leaves_the_previous_copy(published_home, 
     # the operating system released the lock with the process: the next run is not blocked
     with warehouse_lock(home, "test", wait_seconds=0):
         pass
+
+
+def test_publish_refuses_half_built_warehouse(published_home, api_url):
+    """Issue 13, finding 3: after a run killed mid-build, `sprx publish` copied the half-built published
+    schema and the dead build stayed `running` in audit.pipeline_runs."""
+    home = published_home[0]
+    before = (home / "published" / "manifest.json").read_text()
+    status = json.loads(subprocess.run([sys.executable, "-m", "sprx", "status", "--json"], capture_output=True,
+                                       text=True, env={**os.environ, "SPRX_HOME": str(home)}, check=True).stdout)
+    assert status["runs"]["build"]["status"] == "abandoned"  # the killed build: recorded, and seen to be dead
+    code, out, err = finish(sprx(home, api_url, "publish"))
+    assert code == 1, out
+    assert len(err.strip().splitlines()) == 1 and "did not complete (abandoned)" in err, err
+    assert (home / "published" / "manifest.json").read_text() == before
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as connection:
+        builds = connection.execute("select status from audit.pipeline_runs where stage = 'build' "
+                                    "order by started_at desc limit 1").fetchall()
+        running = connection.execute("select count(*) from audit.pipeline_runs where status = 'running'").fetchone()
+    assert builds == [("abandoned",)] and running == (0,)  # closed for good by the publish that refused
+    check = subprocess.run([sys.executable, "-m", "sprx", "status", "--check"], capture_output=True, text=True,
+                           env={**os.environ, "SPRX_HOME": str(home)})
+    assert check.returncode == 1 and "last run failed or abandoned: build, publish" in check.stdout
 
 
 def test_a_failed_build_exits_1_naming_the_stage_and_never_publishes(published_home, api_url):

@@ -15,6 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+import flows.ingest
+from flows.ingest import _delivery as arrived
 from flows.ingest import ingest
 from flows.warehouse import connect, record_stage
 from sprx.cli import main
@@ -67,6 +69,9 @@ def home(tmp_path_factory, prefect_harness) -> Path:
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("SPRX_HOME", str(home))
     monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", TEST_KEY)
+    # the ingest takes the moment it finds a file as its time received; here, each file "arrived" when stamped
+    monkeypatch.setattr(flows.ingest, "_delivery", lambda landing, path, source, received_at=None: arrived(
+        landing, path, source, dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)))
     try:
         assert ingest().by_status()["held"] == 1
         shutil.copy2(SAMPLE_FEEDS_DIR / SECOND_RUN, landing / SECOND_RUN)
@@ -142,14 +147,21 @@ def test_the_table_has_one_line_per_feed_and_check_exits_1_when_something_is_lat
 def test_json_has_the_documented_keys(in_home: Path, capsys) -> None:
     assert main(["status", "--json", "--now", "2026-11-20T12:00Z"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert set(status) == {"status_version", "now", "origin", "taken_at", "run_in_progress", "runs", "feeds",
-                           "summary"}
+    assert set(status) == {"status_version", "now", "origin", "taken_at", "run_in_progress", "running", "runs",
+                           "feeds", "rejected_in_landing", "ignored_in_landing", "summary"}
     assert status["status_version"] == STATUS_VERSION and status["now"] == "2026-11-20T12:00:00Z"
     assert set(status["runs"]) == {"ingest", "build", "publish"}
     assert set(status["runs"]["ingest"]) == {"run_id", "status", "started_at", "finished_at", "detail"}
     assert all(set(feed) == FEED_KEYS for feed in status["feeds"])
     assert set(status["feeds"][0]["last_run"]) == {"files", "rows_loaded", "rows_rejected", "files_rejected"}
-    assert status["summary"] == {"feeds": 5, "late": 1, "held_files": 1, "failed_stages": []}
+    assert status["summary"] == {"feeds": 5, "late": 1, "held_files": 1, "rejected_files": 1, "ignored_files": 0,
+                                 "failed_stages": []}
+    assert status["rejected_in_landing"] == ["ambulance/incidents.csv"] and status["running"] is None
+    # every key is listed in `sprx status --help`
+    assert main(["status", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    for key in [*status, *status["summary"], *FEED_KEYS]:
+        assert key in help_text, key
 
 
 def test_a_recorded_build_and_publish_show_as_the_last_ones(home: Path, tmp_path: Path) -> None:
@@ -208,10 +220,78 @@ def test_while_a_run_holds_the_warehouse_status_shows_the_snapshot(home: Path, t
         process.wait(timeout=30)
 
 
-def test_no_warehouse_is_one_line_and_exit_1(sprx_home: Path, capsys) -> None:
-    assert main(["status"]) == 1
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "nothing ingested yet" in error
+def test_a_fresh_home_says_nothing_is_ingested_and_json_is_json(sprx_home: Path, capsys) -> None:
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing ingested yet" in out
+    assert main(["status", "--json", "--check"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["origin"] == "none" and status["feeds"] == [] and status["runs"] == dict.fromkeys(
+        ("ingest", "build", "publish"))
+    assert not sprx_home.exists()  # status never creates anything
+
+
+def test_stray_files_in_landing_are_listed_as_ignored(home: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    monkeypatch.setenv("SPRX_HOME", str(copy))
+    landing = copy / "landing"
+    for stray in ("README.md", "truth.json", "vcse/loose-sheet.csv", "gp/notes/emis_P91004_20261101.csv"):
+        (landing / stray).parent.mkdir(parents=True, exist_ok=True)
+        (landing / stray).write_text("x\n")
+    (landing / "gp/emis/.emis_P91004_20261120.csv.part").write_text("still arriving\n")  # a dot file: skipped
+    assert main(["status", "--json", "--now", "2026-11-20T12:00"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["ignored_in_landing"] == ["README.md", "gp/notes/emis_P91004_20261101.csv", "truth.json",
+                                            "vcse/loose-sheet.csv"]
+    assert status["summary"]["ignored_files"] == 4
+    main(["status", "--now", "2026-11-20T12:00"])
+    assert "ignored: vcse/loose-sheet.csv (no reader takes it" in capsys.readouterr().out
+
+
+def test_check_exits_1_for_a_rejected_file_still_in_landing(home: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    monkeypatch.setenv("SPRX_HOME", str(copy))
+    connection = connect(copy / "warehouse.duckdb")  # nothing late, nothing held: only the rejected file is left
+    try:
+        connection.execute("update audit.file_loads set status = 'superseded' where status = 'held'")
+    finally:
+        connection.close()
+    assert main(["status", "--check", "--now", "2026-11-02T12:00"]) == 1
+    assert "rejected, still in landing/: ambulance/incidents.csv" in capsys.readouterr().out
+    (copy / "landing/ambulance/incidents.csv").unlink()
+    assert main(["status", "--check", "--now", "2026-11-02T12:00"]) == 0
+
+
+def test_a_killed_stage_shows_abandoned_and_the_next_stage_records_it(home: Path, tmp_path: Path, capsys,
+                                                                      monkeypatch) -> None:
+    from flows.lock import warehouse_lock
+
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    monkeypatch.setenv("SPRX_HOME", str(copy))
+    monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", TEST_KEY)
+    connection = connect(copy / "warehouse.duckdb")  # what a build killed with -9 leaves behind
+    try:
+        record_stage(connection, "killed-run", "build", dt.datetime(2026, 11, 20, 3, 0), None, "running")
+    finally:
+        connection.close()
+    # while a process holds the lock, the stage is shown running, and status names what holds it
+    with warehouse_lock(copy, "run > build", 0):
+        assert main(["status", "--json", "--now", "2026-11-20T12:00"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert status["runs"]["build"]["status"] == "running"
+        assert f"pid {os.getpid()}: run > build" in status["running"]["holder"]
+    # nobody holds it: the build's process died
+    assert main(["status", "--check", "--now", "2026-11-02T12:00"]) == 1
+    out = capsys.readouterr().out
+    assert "last build: abandoned" in out and "last run failed or abandoned: build" in out
+    ingest()  # the next stage closes it for good
+    with duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True) as connection:
+        rows = connection.execute("select status, finished_at is not null from audit.pipeline_runs "
+                                  "where run_id = 'killed-run'").fetchall()
+    assert rows == [("abandoned", True)]
 
 
 def test_no_identifier_in_the_status_or_its_snapshot(in_home: Path, capsys) -> None:

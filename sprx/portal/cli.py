@@ -5,6 +5,9 @@
     sprx portal new-key ID                   revoke the service's credential and print a new one
     sprx portal revoke-service ID            stop a service's access at once (its sessions end)
     sprx portal list-services                every service, its state and upload count
+    sprx portal add-staff ID "Name"          create an ICS staff account (reads /report; uploads nothing)
+    sprx portal list-staff                   every staff account and its state
+    (new-key ID and revoke-service ID work for staff accounts too; revoke-staff ID is the same as revoke-service)
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import argparse
 import logging
 import sys
 
-from sprx.portal.store import PortalStore, ServiceError
+from sprx.permissions import private_umask
+from sprx.portal.store import STAFF_ROLE, PortalStore, ServiceError
 from sprx.settings import get_portal_settings, get_settings
 
 
 def _store() -> PortalStore:
     """The portal's store under $SPRX_HOME/portal/."""
-    return PortalStore(get_settings().home / "portal")
+    return PortalStore(get_settings().portal_dir)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,8 +34,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Serve the upload portal (HTML pages and a JSON API), or manage the services that may sign in to it. "
             "Accepted sheets land in $SPRX_HOME/landing/vcse/<service>/; the portal's own state is in "
-            "$SPRX_HOME/portal/. Settings: SPRX_PORTAL_HOST, SPRX_PORTAL_PORT, SPRX_PORTAL_MAX_UPLOAD_BYTES, "
-            "SPRX_PORTAL_SESSION_MINUTES, SPRX_PORTAL_INGEST_ON_UPLOAD, SPRX_PORTAL_CONTACT. See docs/services.md."
+            "$SPRX_HOME/portal/. Staff accounts (add-staff) read the published report at /report. Settings: "
+            "SPRX_PORTAL_HOST, SPRX_PORTAL_PORT, SPRX_PORTAL_MAX_UPLOAD_BYTES, SPRX_PORTAL_SESSION_MINUTES, "
+            "SPRX_PORTAL_INGEST_ON_UPLOAD, SPRX_PORTAL_RATE_LIMIT, SPRX_PORTAL_SIGN_IN_RATE_LIMIT, "
+            "SPRX_PORTAL_UPLOAD_RATE_LIMIT, SPRX_PORTAL_QUOTA_BYTES, SPRX_PORTAL_REQUEST_TIMEOUT_SECONDS, "
+            "SPRX_PORTAL_KEEP_ALIVE_SECONDS, SPRX_PORTAL_MAX_CONNECTIONS, SPRX_PORTAL_TRUSTED_PROXIES, "
+            "SPRX_PORTAL_HSTS, SPRX_PORTAL_CONTACT. See docs/services.md."
         ),
     )
     parser.add_argument("--host", help="address to listen on (default SPRX_PORTAL_HOST or 127.0.0.1)")
@@ -56,6 +64,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     revoke.set_defaults(handler=cmd_revoke_service)
     listing = actions.add_parser("list-services", help="list the services, their state and upload counts")
     listing.set_defaults(handler=cmd_list_services)
+    staff = actions.add_parser("add-staff", help="create an ICS staff account and print its credential once",
+                               description="Create a staff account: it signs in like a service but sees only the "
+                               "published report at /report (never a service's uploads), and cannot upload. Its "
+                               "credential is printed once.")
+    staff.add_argument("service_id", metavar="ID", help="the account's id (lower-case letters, digits and hyphens; "
+                       "not the id of a service)")
+    staff.add_argument("name", metavar="NAME", help="the person's or team's name")
+    staff.set_defaults(handler=cmd_add_staff)
+    revoke_staff = actions.add_parser("revoke-staff", help="stop a staff account's access at once",
+                                      description="Revoke the staff account's credential and end its sessions.")
+    revoke_staff.add_argument("service_id", metavar="ID")
+    revoke_staff.set_defaults(handler=cmd_revoke_service)
+    list_staff = actions.add_parser("list-staff", help="list the staff accounts and their state")
+    list_staff.set_defaults(handler=cmd_list_staff)
 
 
 def _print_credential(service_id: str, credential: str) -> None:
@@ -72,6 +94,30 @@ def cmd_add_service(args: argparse.Namespace) -> int:
         print(f"sprx portal: {error}", file=sys.stderr)
         return 2
     _print_credential(args.service_id, credential)
+    return 0
+
+
+def cmd_add_staff(args: argparse.Namespace) -> int:
+    """Create a staff account and print its credential."""
+    try:
+        credential = _store().add_service(args.service_id, args.name, role=STAFF_ROLE)
+    except ServiceError as error:
+        print(f"sprx portal: {error}", file=sys.stderr)
+        return 2
+    print(f"Staff account {args.service_id}: it signs in at the portal's address and sees the published report at "
+          "/report.")
+    _print_credential(args.service_id, credential)
+    return 0
+
+
+def cmd_list_staff(args: argparse.Namespace) -> int:
+    """List the staff accounts."""
+    accounts = _store().services(role=STAFF_ROLE)
+    if not accounts:
+        print("No staff accounts yet: add one with sprx portal add-staff ID \"Name\"")
+    for account in accounts:
+        state = f"revoked {account['revoked_at'][:10]}" if account["revoked_at"] else "active"
+        print(f"{account['service_id']}\tstaff\t{state}\t{account['name']}")
     return 0
 
 
@@ -110,9 +156,8 @@ def cmd_list_services(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the portal until stopped."""
-    import uvicorn
-
     from sprx.portal.app import create_app
+    from sprx.portal.server import build_server
 
     try:
         settings = get_portal_settings()
@@ -122,5 +167,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = args.host or settings.host, args.port or settings.port
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     print(f"Upload portal on http://{host}:{port}/ (stop with Ctrl+C)", file=sys.stderr)
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", server_header=False, proxy_headers=True)
+    with private_umask():  # every file the portal makes (sheets, database, landed copies) is owner-only
+        build_server(create_app(), settings, host, port).run()
     return 0

@@ -12,13 +12,17 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sprx.permissions import open_private, private_dir, private_file
 
 # A service id names its folder under landing/vcse/: lower-case letters, digits and inner hyphens.
 SERVICE_ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
@@ -32,6 +36,13 @@ SECRET_BYTES = 32
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 # Salt bytes per credential.
 SALT_BYTES = 16
+# Account roles: a VCSE service uploads sheets; an ICS staff account reads the published report (and uploads nothing).
+SERVICE_ROLE, STAFF_ROLE = "service", "staff"
+# A credential's shape: the service id, the separator, then token_urlsafe(SECRET_BYTES) (43 URL-safe characters).
+# Anything else is refused before any scrypt is spent on it.
+CREDENTIAL_PATTERN = re.compile(rf"({SERVICE_ID_PATTERN.pattern})\.[A-Za-z0-9_-]{{43}}")
+# Most scrypt checks run at once (each takes 16 MB): more wait their turn, so a flood cannot exhaust memory.
+SCRYPT_AT_ONCE = threading.BoundedSemaphore(2)
 # A salt and digest checked when a credential names no known service, so a miss costs what a hit costs.
 _DECOY_SALT = secrets.token_bytes(SALT_BYTES)
 
@@ -40,7 +51,8 @@ create table if not exists services (
     service_id text primary key,
     name text not null,
     created_at text not null,
-    revoked_at text
+    revoked_at text,
+    role text not null default 'service'
 );
 create table if not exists credentials (
     credential_id integer primary key autoincrement,
@@ -96,8 +108,15 @@ def _text(moment: dt.datetime) -> str:
 
 
 def _digest(secret: str, salt: bytes) -> bytes:
-    """The salted scrypt digest of a credential's secret."""
-    return hashlib.scrypt(secret.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    """The salted scrypt digest of a credential's secret (at most SCRYPT_AT_ONCE computed at a time)."""
+    with SCRYPT_AT_ONCE:
+        return hashlib.scrypt(secret.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+
+
+def credential_service(credential: str) -> str | None:
+    """The service id a credential names when it has the shape of a real one, else None (costs no scrypt)."""
+    match = CREDENTIAL_PATTERN.fullmatch(credential.strip())
+    return match.group(1) if match else None
 
 
 def _token_digest(token: str) -> str:
@@ -111,12 +130,19 @@ class ServiceError(ValueError):
 
 @dataclass(frozen=True)
 class Session:
-    """A signed-in service: who it is, the form token that proves a form came from the portal, and when it ends."""
+    """A signed-in account: who it is, the form token that proves a form came from the portal, when it ends, and its
+    role (``service`` or ``staff``)."""
 
     service_id: str
     service_name: str
     csrf_token: str
     expires_at: dt.datetime
+    role: str = SERVICE_ROLE
+
+    @property
+    def is_staff(self) -> bool:
+        """True for an ICS staff account (reads the report; never uploads)."""
+        return self.role == STAFF_ROLE
 
 
 @dataclass(frozen=True)
@@ -205,11 +231,17 @@ class PortalStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / "portal.sqlite3"
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder, enforce=True)  # credentials, uploads: the service account's alone
+        if not self.path.exists():  # SQLite gives its journal files the database's mode
+            os.close(open_private(self.path, os.O_WRONLY | os.O_CREAT))
+        private_file(self.path)
         with self._connect() as connection:
             connection.executescript(SCHEMA)
-            columns = {row["name"] for row in connection.execute("pragma table_info(uploads)")}
-            if "details" not in columns:  # a portal.sqlite3 made before headings were recorded
+            columns = {row["name"] for row in connection.execute("pragma table_info(services)")}
+            if "role" not in columns:  # a portal.sqlite3 made before staff accounts existed
+                connection.execute(f"alter table services add column role text not null default '{SERVICE_ROLE}'")
+            uploads = {row["name"] for row in connection.execute("pragma table_info(uploads)")}
+            if "details" not in uploads:  # a portal.sqlite3 made before headings were recorded
                 connection.execute("alter table uploads add column details text not null default '{}'")
 
     @contextmanager
@@ -226,8 +258,9 @@ class PortalStore:
 
     # --- services and credentials --------------------------------------------------------
 
-    def add_service(self, service_id: str, name: str) -> str:
-        """Create a service and return its credential (shown once; only a salted digest is kept)."""
+    def add_service(self, service_id: str, name: str, role: str = SERVICE_ROLE) -> str:
+        """Create a service (or, with role ``staff``, a staff account) and return its credential (shown once; only a
+        salted digest is kept). Services and staff accounts share one set of ids."""
         if not SERVICE_ID_PATTERN.fullmatch(service_id):
             raise ServiceError(
                 f"{service_id!r} is not a usable service id: use 1 to 64 lower-case letters, digits and inner "
@@ -238,8 +271,9 @@ class PortalStore:
             raise ServiceError(f"the service name must be 1 to {MAX_SERVICE_NAME} characters")
         with self._connect() as connection:
             if connection.execute("select 1 from services where service_id = ?", [service_id]).fetchone():
-                raise ServiceError(f"service {service_id} already exists; use new-key to issue a new credential")
-            connection.execute("insert into services values (?, ?, ?, null)", [service_id, name, _text(utc_now())])
+                raise ServiceError(f"{service_id} already exists; use new-key to issue a new credential")
+            connection.execute("insert into services (service_id, name, created_at, revoked_at, role) "
+                               "values (?, ?, ?, null, ?)", [service_id, name, _text(utc_now()), role])
             return self._issue(connection, service_id)
 
     def new_credential(self, service_id: str) -> str:
@@ -258,12 +292,13 @@ class PortalStore:
             connection.execute("update services set revoked_at = ? where service_id = ?",
                                [_text(utc_now()), service_id])
 
-    def services(self) -> list[dict]:
-        """Every service with its state and upload count, for `sprx portal list-services`."""
+    def services(self, role: str = SERVICE_ROLE) -> list[dict]:
+        """Every service (or staff account) with its state and upload count, for `sprx portal list-services`."""
         with self._connect() as connection:
             rows = connection.execute(
                 "select s.service_id, s.name, s.created_at, s.revoked_at, count(u.upload_id) as uploads "
-                "from services s left join uploads u using (service_id) group by s.service_id order by s.service_id"
+                "from services s left join uploads u using (service_id) where s.role = ? "
+                "group by s.service_id order by s.service_id", [role]
             ).fetchall()
         return [dict(row) for row in rows]
 
@@ -292,7 +327,12 @@ class PortalStore:
         return f"{service_id}{CREDENTIAL_SEPARATOR}{secret}"
 
     def check_credential(self, credential: str) -> tuple[str, int] | None:
-        """The service id and credential id a credential belongs to, or None (unknown, wrong or revoked)."""
+        """The service id and credential id a credential belongs to, or None (malformed, unknown, wrong or revoked).
+
+        A malformed credential is refused at once; a well-formed one costs an scrypt whether or not its
+        service exists, so a miss takes as long as a hit."""
+        if credential_service(credential) is None:
+            return None
         service_id, _, secret = credential.strip().partition(CREDENTIAL_SEPARATOR)
         with self._connect() as connection:
             rows = connection.execute(
@@ -307,6 +347,21 @@ class PortalStore:
             if hmac.compare_digest(_digest(secret, row["salt"]), row["digest"]):
                 return service_id, row["credential_id"]
         return None
+
+    def role(self, service_id: str) -> str | None:
+        """An account's role (``service`` or ``staff``), or None when there is no such account."""
+        with self._connect() as connection:
+            row = connection.execute("select role from services where service_id = ?", [service_id]).fetchone()
+        return row["role"] if row else None
+
+    def live_credential(self, credential_id: int) -> str | None:
+        """The service a credential belongs to while neither it nor its service is revoked, else None."""
+        with self._connect() as connection:
+            row = connection.execute(
+                "select c.service_id from credentials c join services s using (service_id) "
+                "where c.credential_id = ? and c.revoked_at is null and s.revoked_at is null", [credential_id]
+            ).fetchone()
+        return row["service_id"] if row else None
 
     # --- sessions ------------------------------------------------------------------------
 
@@ -329,14 +384,15 @@ class PortalStore:
             return None
         with self._connect() as connection:
             row = connection.execute(
-                "select x.service_id, s.name, x.csrf_token, x.expires_at from sessions x "
+                "select x.service_id, s.name, x.csrf_token, x.expires_at, s.role from sessions x "
                 "join services s using (service_id) join credentials c using (credential_id) "
                 "where x.token_digest = ? and x.expires_at > ? and s.revoked_at is null and c.revoked_at is null",
                 [_token_digest(token), _text(utc_now())],
             ).fetchone()
         if row is None:
             return None
-        return Session(row["service_id"], row["name"], row["csrf_token"], dt.datetime.fromisoformat(row["expires_at"]))
+        return Session(row["service_id"], row["name"], row["csrf_token"], dt.datetime.fromisoformat(row["expires_at"]),
+                       row["role"])
 
     def end_session(self, token: str | None) -> None:
         """Sign out: forget the session."""
@@ -385,6 +441,13 @@ class PortalStore:
                 "select * from uploads where service_id = ? and sha256 = ? and landing_path is not null "
                 "order by received_at limit 1", [service_id, sha256]).fetchone()
         return _upload(row) if row else None
+
+    def kept_bytes(self, service_id: str) -> int:
+        """Bytes of the service's kept uploads on disk (portal/uploads/<service>/): what its quota counts."""
+        folder = self.folder / "uploads" / service_id
+        if not folder.is_dir():
+            return 0
+        return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file(follow_symlinks=False))
 
     def waiting_uploads(self) -> list[Upload]:
         """Uploads landed but not yet seen in the warehouse's accounting."""

@@ -1,8 +1,10 @@
 """What happens to a received sheet: it is kept, judged, recorded, landed for the ingest and (optionally) loaded.
 
-Every sheet that arrived whole is kept byte for byte under ``portal/uploads/<service>/<upload id>``,
-refused ones included (inert: the pipeline never reads that folder), so nothing a service sent is
-lost; only a sheet over the size limit is not kept, since it never arrived whole. A sheet is landed
+Every accepted sheet is kept byte for byte under ``portal/uploads/<service>/<upload id>`` (inert: the
+pipeline never reads that folder). A refused sheet, or a repeat of one already accepted, is deleted as
+soon as it is judged (only its record stays: name, size, verdict, reasons), so junk cannot fill the
+disk; a sheet whose every row has a problem is refused too (its problems are listed), since nothing
+in it could load. A sheet is landed
 in ``landing/vcse/<service>/`` only when accepted, written under a dot-name and renamed (the
 ingest skips dot-files), with its modification time set to the moment it was received, which the
 ingest takes as its extract date. The portal never opens the warehouse for writing: loading runs
@@ -21,7 +23,7 @@ import sys
 import threading
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -30,6 +32,7 @@ import duckdb
 
 from flows.lock import WarehouseBusy, warehouse_lock
 from flows.sources.vcse import HEADINGS, remember_headings, remembered_headings
+from sprx.permissions import open_private, private_dir, private_file
 from sprx.portal.checks import (
     HeadingsRefused,
     SheetRefused,
@@ -40,7 +43,7 @@ from sprx.portal.checks import (
 )
 from sprx.portal.forms import ReceivedForm, sentence
 from sprx.portal.store import PortalStore, Upload, utc_now
-from sprx.settings import DEFAULT_PORTAL_CONTACT, get_portal_settings, get_settings
+from sprx.settings import PortalSettings, Settings, get_portal_settings, get_settings
 
 # Longest client file name kept for display (the name is never used as a path).
 MAX_DISPLAY_NAME = 100
@@ -69,26 +72,51 @@ log = logging.getLogger("sprx.portal")
 
 @dataclass(frozen=True)
 class PortalConfig:
-    """Where the portal keeps things and how it behaves; from the SPRX_* settings unless a test builds one."""
+    """What the portal runs with: the sprx Settings (home and every path derived from it) and the SPRX_PORTAL_*
+    settings; from the environment unless a test builds one (``for_home``)."""
 
-    home: Path
-    max_upload_bytes: int
-    session_minutes: int
-    ingest_on_upload: bool
-    contact: str = DEFAULT_PORTAL_CONTACT  # SPRX_PORTAL_CONTACT: shown on Help and every error page
+    settings: Settings
+    portal: PortalSettings = field(default_factory=PortalSettings)
 
     @classmethod
     def from_settings(cls) -> PortalConfig:
         """The configuration the environment describes."""
-        portal = get_portal_settings()
-        return cls(home=get_settings().home, max_upload_bytes=portal.max_upload_bytes,
-                   session_minutes=portal.session_minutes, ingest_on_upload=portal.ingest_on_upload,
-                   contact=portal.contact)
+        return cls(get_settings(), get_portal_settings())
+
+    @classmethod
+    def for_home(cls, home: Path, **portal: object) -> PortalConfig:
+        """A configuration on ``home`` with default settings but for the PortalSettings fields given."""
+        return cls(Settings(home=home, pseudonymisation_key=None), PortalSettings(**portal))  # type: ignore[arg-type]
+
+    @property
+    def home(self) -> Path:
+        """$SPRX_HOME."""
+        return self.settings.home
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The largest sheet accepted (SPRX_PORTAL_MAX_UPLOAD_BYTES)."""
+        return self.portal.max_upload_bytes
+
+    @property
+    def session_minutes(self) -> int:
+        """How long a sign-in lasts (SPRX_PORTAL_SESSION_MINUTES)."""
+        return self.portal.session_minutes
+
+    @property
+    def ingest_on_upload(self) -> bool:
+        """Whether each accepted sheet is loaded at once (SPRX_PORTAL_INGEST_ON_UPLOAD)."""
+        return self.portal.ingest_on_upload
+
+    @property
+    def contact(self) -> str:
+        """Who services contact for help (SPRX_PORTAL_CONTACT), on Help and every error page."""
+        return self.portal.contact
 
     @property
     def portal_dir(self) -> Path:
         """The portal's own folder: portal.sqlite3, uploads/, incoming/."""
-        return self.home / "portal"
+        return self.settings.portal_dir
 
     @property
     def incoming_dir(self) -> Path:
@@ -98,16 +126,21 @@ class PortalConfig:
     @property
     def landing_dir(self) -> Path:
         """The pipeline's landing folder."""
-        return self.home / "landing"
+        return self.settings.landing_dir
 
     @property
     def warehouse_path(self) -> Path:
         """The pipeline's warehouse (opened read-only, briefly, to read audit.file_loads)."""
-        return self.home / "warehouse.duckdb"
+        return self.settings.warehouse_path
+
+    @property
+    def report_dir(self) -> Path:
+        """The published report (index.html, report.pdf), shown to staff accounts at /report."""
+        return self.settings.report_dir
 
     def incoming_path(self) -> Path:
         """A new, unused path for a sheet that is arriving."""
-        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.incoming_dir)
         return self.incoming_dir / f".{secrets.token_hex(16)}.part"
 
 
@@ -159,16 +192,21 @@ def process_upload(store: PortalStore, config: PortalConfig, service_id: str, fo
             upload.verdict, status = "duplicate", 200
             upload.message = (f"Already received: you sent exactly this file on {spoken_time(earlier.received_at)} "
                               f"(reference {earlier.upload_id}). There is nothing new to load.")
+            upload.stored_path = _discard(config, upload.stored_path)
         elif held:
             upload.verdict, status = "duplicate", 200
             upload.message = ("Already received: exactly this sheet has already been received and counted. There "
                               "is nothing new to load.")
+            upload.stored_path = _discard(config, upload.stored_path)
         else:
             status = judge_and_land(store, config, upload, stored)
-    except HeadingsRefused as refusal:
+    except HeadingsRefused as refusal:  # kept while the service is asked about a heading, else deleted
         upload.verdict, status = _headings_refused(upload, refusal)
+        if upload.verdict == "refused":
+            upload.stored_path = _discard(config, upload.stored_path)
     except SheetRefused as refusal:
         upload.verdict, upload.message, status = "refused", refusal.message, refusal.status
+        upload.stored_path = _discard(config, upload.stored_path)
     except Exception as error:  # a fault here, not in the sheet: say so and keep the sheet for the team
         # only the kind of error is logged: a library's message may quote a cell, and cells hold identifiers
         log.error("upload %s by %s could not be checked: %s", upload.upload_id, service_id, type(error).__name__)
@@ -194,6 +232,9 @@ def judge_and_land(store: PortalStore, config: PortalConfig, upload: Upload, sto
     upload.rows_with_problems = verdict.rows_with_problems
     upload.problems, upload.problems_total = verdict.problems, verdict.problems_total
     upload.notes, upload.headings, upload.unlinkable = verdict.notes, verdict.headings, verdict.unlinkable
+    if not verdict.rows_accepted and not verdict.headings_to_confirm:
+        raise SheetRefused(f"none of the {verdict.rows_received} rows can be loaded: every row has a problem "
+                           "(listed below). Fix them in your spreadsheet and upload the sheet again")
     if verdict.headings_to_confirm:
         upload.verdict = "needs_confirmation"
         names = ", ".join(f"“{heading['heading']}”" for heading in verdict.headings_to_confirm)
@@ -236,6 +277,8 @@ def confirm_headings(store: PortalStore, config: PortalConfig, upload: Upload,
         upload.verdict, status = _headings_refused(upload, refusal)
     except SheetRefused as refusal:
         upload.verdict, upload.message, status = "refused", refusal.message, refusal.status
+    if upload.verdict == "refused":  # as any refused sheet: only its record is kept
+        upload.stored_path = _discard(config, upload.stored_path)
     store.save_upload(upload)
     log.info("upload %s by %s: headings confirmed, %s", upload.upload_id, upload.service_id, upload.verdict)
     return status
@@ -272,9 +315,16 @@ def _accepted_message(upload: Upload) -> str:
 def _keep(config: PortalConfig, upload: Upload, incoming: Path, suffix: str) -> str:
     """Move the received bytes to the service's kept uploads; the path relative to the portal folder."""
     relative = Path("uploads") / upload.service_id / f"{upload.upload_id}{suffix}"
-    (config.portal_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+    private_dir((config.portal_dir / relative).parent)
     os.replace(incoming, config.portal_dir / relative)
+    private_file(config.portal_dir / relative)
     return relative.as_posix()
+
+
+def _discard(config: PortalConfig, relative: str | None) -> None:
+    """Delete a kept upload that is not needed (refused, or a repeat); nothing of it stays on disk."""
+    if relative is not None:
+        (config.portal_dir / relative).unlink(missing_ok=True)
 
 
 def _rename(config: PortalConfig, relative: str, suffix: str) -> str:
@@ -290,10 +340,10 @@ def land(config: PortalConfig, upload: Upload, stored: Path) -> str:
     The name is the server's own (never the client's) and one the ingest accepts: any name ending in
     the content's suffix, in the service's folder; the ingest reads the service from the folder."""
     folder = config.landing_dir / "vcse" / upload.service_id
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     name = f"portal-{upload.received_at:%Y%m%d-%H%M%S}-{upload.upload_id}{stored.suffix}"
     temporary = folder / f".{name}.part"
-    with stored.open("rb") as source, temporary.open("xb") as target:
+    with stored.open("rb") as source, os.fdopen(open_private(temporary), "wb") as target:
         shutil.copyfileobj(source, target)
         target.flush()
         os.fsync(target.fileno())

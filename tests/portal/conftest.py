@@ -105,21 +105,23 @@ class Portal:
         return self.client.post("/api/uploads", files={"file": (name, content, "application/octet-stream")},
                                  headers=headers, **kwargs)
 
-    def sign_in(self, credential: str, client: TestClient | None = None) -> str:
-        """Sign in through the form; return the session's form token."""
+    def sign_in(self, credential: str, client: TestClient | None = None, expect: str = "/upload") -> str:
+        """Sign in through the form; return the session's form token (read from the page `expect`)."""
         client = client or self.client
         page = client.get("/sign-in").text
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
         response = client.post("/sign-in", data={"csrf_token": token, "credential": credential},
                                follow_redirects=False)
         assert response.status_code == 303, response.text
-        return re.search(r'name="csrf_token" value="([^"]+)"', client.get("/upload").text).group(1)
+        assert response.headers["location"] == expect
+        return re.search(r'name="csrf_token" value="([^"]+)"', client.get(expect).text).group(1)
 
 
-def make_portal(home: Path, *, max_upload_bytes: int = 10 * 1024 * 1024, ingest_on_upload: bool = False) -> Portal:
-    """A portal on `home` with services walks (A) and sheds (B)."""
-    config = PortalConfig(home=home, max_upload_bytes=max_upload_bytes, session_minutes=60,
-                          ingest_on_upload=ingest_on_upload, contact=CONTACT)
+def make_portal(home: Path, *, max_upload_bytes: int = 10 * 1024 * 1024, ingest_on_upload: bool = False,
+                **settings: object) -> Portal:
+    """A portal on `home` with services walks (A) and sheds (B); `settings`: other PortalSettings fields."""
+    config = PortalConfig.for_home(home, max_upload_bytes=max_upload_bytes, session_minutes=60,
+                                   ingest_on_upload=ingest_on_upload, contact=CONTACT, **settings)
     app = create_app(config)
     credential_a = app.state.store.add_service("walks", "Trafford Walks")
     credential_b = app.state.store.add_service("sheds", "Partington Men in Sheds")

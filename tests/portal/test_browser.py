@@ -38,7 +38,11 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> Iterator[tuple[Portal, str]]:
     """The portal served by uvicorn on a free localhost port, in a background thread; and its address."""
-    portal = make_portal(tmp_path_factory.mktemp("browser") / "home")
+    yield from serve(make_portal(tmp_path_factory.mktemp("browser") / "home"))
+
+
+def serve(portal: Portal) -> Iterator[tuple[Portal, str]]:
+    """Serve a portal with uvicorn on a free localhost port in a background thread until the caller is done."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(portal.client.app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

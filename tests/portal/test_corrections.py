@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
 from pathlib import Path
 
 import duckdb
@@ -51,13 +50,12 @@ def register_counts(register: bytes) -> tuple[int, int, set[dt.date]]:
     return len(body), attended, {session_day(row["Date"]) for row in body}
 
 
-def land(home: Path, name: str, content: bytes, received: dt.datetime) -> Path:
-    """Put a sheet in landing/vcse/<service>/ as received at the given moment (its modification time)."""
+def land(home: Path, name: str, content: bytes) -> Path:
+    """Put a sheet in landing/vcse/<service>/; the ingest takes the moment it finds it as its time received."""
     folder = home / "landing" / "vcse" / SERVICE
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     path.write_bytes(content)
-    os.utime(path, (received.timestamp(), received.timestamp()))
     return path
 
 
@@ -80,16 +78,15 @@ def file_message(home: Path, name: str) -> tuple[str, str]:
 
 GOOD = REGISTER.read_bytes()
 BRITH = misspelt(GOOD, "DOB", "Date of Brith")
-MAY_FIRST = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
 
 
 def test_the_date_of_brith_sheet_after_the_good_one_leaves_april_as_it_was(sprx_home: Path) -> None:
     rows, attended, _ = register_counts(GOOD)
     assert (rows, attended) == register_counts(BRITH)[:2]
-    land(sprx_home, REGISTER.name, GOOD, MAY_FIRST)
+    land(sprx_home, REGISTER.name, GOOD)
     ingest(sources=("vcse",))
     assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": rows}
-    land(sprx_home, "april-2026-register-again.csv", BRITH, MAY_FIRST + dt.timedelta(days=1))
+    land(sprx_home, "april-2026-register-again.csv", BRITH)
     ingest(sources=("vcse",))
     # the corrected sheet replaced April's sessions whole: no month counted twice
     assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": 0}
@@ -101,30 +98,33 @@ def test_the_date_of_brith_sheet_after_the_good_one_leaves_april_as_it_was(sprx_
            "Date of Birth column))" in message
 
 
-def test_the_same_two_sheets_in_the_other_order_keep_the_later_one(sprx_home: Path) -> None:
+def test_the_sheet_received_later_wins_whichever_it_is(sprx_home: Path) -> None:
+    """The misspelt sheet first, then the good one in a later run: the good one restates April whole."""
     rows, attended, _ = register_counts(GOOD)
-    land(sprx_home, "april-2026-register-again.csv", BRITH, MAY_FIRST + dt.timedelta(days=1))
-    ingest(sources=("vcse",))
-    land(sprx_home, REGISTER.name, GOOD, MAY_FIRST)  # arrives late, but was received first
+    land(sprx_home, "april-2026-register-again.csv", BRITH)
     ingest(sources=("vcse",))
     assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": 0}
-    status, message = file_message(sprx_home, REGISTER.name)
-    assert status == "loaded" and "later sheet" in message
-
-
-def test_a_corrected_sheet_that_drops_a_session_row_removes_it(sprx_home: Path) -> None:
-    """A sheet restates its sessions whole: a row deleted from a session is gone after the correction."""
-    text = GOOD.decode(ENCODING)
-    lines = text.splitlines(keepends=True)
-    last_data = max(i for i, line in enumerate(lines) if line.split(",")[0][:1].isdigit())
-    fewer = "".join(lines[:last_data] + lines[last_data + 1:]).encode(ENCODING)
-    rows, attended, sessions = register_counts(fewer)
-    land(sprx_home, REGISTER.name, GOOD, MAY_FIRST)
-    land(sprx_home, "april-2026-register-fixed.csv", fewer, MAY_FIRST + dt.timedelta(hours=2))
+    land(sprx_home, REGISTER.name, GOOD)
     ingest(sources=("vcse",))
-    dropped_session_kept = session_day(lines[last_data].split(",")[0]) in sessions
-    expected_rows = rows + (0 if dropped_session_kept else 1)  # a session not restated stays as it was
-    assert april(sprx_home)["rows"] == expected_rows
+    assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": rows}
+
+
+def test_a_corrected_sheet_that_drops_a_row_removes_it_and_leaves_sessions_it_omits(sprx_home: Path) -> None:
+    """A sheet restates its sessions whole: a row deleted from a session it repeats is gone after the
+    correction, while a session the correction does not mention stays as it was."""
+    lines = GOOD.decode(ENCODING).splitlines(keepends=True)
+    data = [i for i, line in enumerate(lines) if line.split(",")[0][:1].isdigit()]
+    days = [session_day(lines[i].split(",")[0]) for i in data]
+    # a row of a session with other rows (it stays restated), and a session of one row (then not restated)
+    shared = next(i for i, day in zip(data, days, strict=True) if days.count(day) > 1)
+    alone = [i for i, day in zip(data, days, strict=True) if days.count(day) == 1]
+    fewer = "".join(line for i, line in enumerate(lines) if i != shared and i not in alone).encode(ENCODING)
+    rows, _, _ = register_counts(GOOD)
+    land(sprx_home, REGISTER.name, GOOD)
+    ingest(sources=("vcse",))
+    land(sprx_home, "april-2026-register-fixed.csv", fewer)
+    ingest(sources=("vcse",))
+    assert april(sprx_home)["rows"] == rows - 1  # only the row dropped from a restated session is gone
 
 
 def test_through_the_portal_the_date_of_brith_sheet_after_the_good_one_leaves_april_as_it_was(
@@ -153,7 +153,7 @@ def test_through_the_portal_the_date_of_brith_sheet_after_the_good_one_leaves_ap
 def test_a_sheet_dropped_in_landing_uses_the_headings_the_service_confirmed(sprx_home: Path) -> None:
     rows, attended, _ = register_counts(GOOD)
     remember_headings(sprx_home, SERVICE, {"Date of Brith": "date_of_birth"}, confirmed_by="test")
-    land(sprx_home, "april-2026-register.csv", BRITH, MAY_FIRST)
+    land(sprx_home, "april-2026-register.csv", BRITH)
     ingest(sources=("vcse",))
     assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": rows}
     status, message = file_message(sprx_home, "april-2026-register.csv")
@@ -161,7 +161,7 @@ def test_a_sheet_dropped_in_landing_uses_the_headings_the_service_confirmed(sprx
 
 
 def test_a_sheet_the_pipeline_already_holds_is_already_received_on_the_portal(sprx_home: Path) -> None:
-    land(sprx_home, REGISTER.name, GOOD, MAY_FIRST)  # the data team dropped it in landing/ before
+    land(sprx_home, REGISTER.name, GOOD)  # the data team dropped it in landing/ before
     ingest(sources=("vcse",))
     portal = make_portal(sprx_home)
     body = portal.api_upload("april-2026-register.csv", GOOD).json()
@@ -171,7 +171,7 @@ def test_a_sheet_the_pipeline_already_holds_is_already_received_on_the_portal(sp
 
 
 def test_a_misspelt_required_heading_dropped_in_landing_is_refused_naming_the_heading(sprx_home: Path) -> None:
-    land(sprx_home, REGISTER.name, misspelt(GOOD, "Attended", "Atended"), MAY_FIRST)
+    land(sprx_home, REGISTER.name, misspelt(GOOD, "Attended", "Atended"))
     ingest(sources=("vcse",))
     status, message = file_message(sprx_home, REGISTER.name)
     assert status == "rejected"

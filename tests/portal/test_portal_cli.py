@@ -82,3 +82,33 @@ def test_portal_settings_come_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("SPRX_PORTAL_PORT", "eighty")
     with pytest.raises(SettingsError, match="SPRX_PORTAL_PORT"):
         get_portal_settings()
+
+
+def test_the_portals_defences_are_settings(monkeypatch) -> None:
+    monkeypatch.setenv("SPRX_PORTAL_SIGN_IN_RATE_LIMIT", "3 per minute")
+    monkeypatch.setenv("SPRX_PORTAL_QUOTA_BYTES", "1048576")
+    monkeypatch.setenv("SPRX_PORTAL_REQUEST_TIMEOUT_SECONDS", "30.5")
+    monkeypatch.setenv("SPRX_PORTAL_HSTS", "yes")
+    settings = get_portal_settings()
+    assert (settings.sign_in_rate_limit, settings.quota_bytes, settings.request_timeout_seconds, settings.hsts) == (
+        "3 per minute", 1048576, 30.5, True)
+    for name, value, message in [("SPRX_PORTAL_RATE_LIMIT", "lots", "a rate such as 10/minute"),
+                                 ("SPRX_PORTAL_QUOTA_BYTES", "1.5", "a whole number"),
+                                 ("SPRX_PORTAL_REQUEST_TIMEOUT_SECONDS", "0", "of at least 1"),
+                                 ("SPRX_PORTAL_KEEP_ALIVE_SECONDS", "nan", "a number of seconds")]:
+        with monkeypatch.context() as scoped:
+            scoped.setenv(name, value)
+            with pytest.raises(SettingsError, match=f"{name} must be .*{message}"):
+                get_portal_settings()
+
+
+def test_the_portal_config_takes_its_paths_from_the_settings(tmp_path: Path, monkeypatch) -> None:
+    from sprx.portal.uploads import PortalConfig
+    from sprx.settings import get_settings
+
+    monkeypatch.setenv("SPRX_HOME", str(tmp_path))
+    config = PortalConfig.from_settings()
+    settings = get_settings()
+    assert config.settings == settings
+    assert (config.portal_dir, config.landing_dir, config.warehouse_path, config.report_dir) == (
+        settings.portal_dir, settings.landing_dir, settings.warehouse_path, settings.published_dir / "report")

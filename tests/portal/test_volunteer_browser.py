@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.portal.conftest import BAD_CSV, CONTACT, REGISTER, misspelt
-from tests.portal.test_browser import CHROMIUM, DESKTOP, PHONE, SCREENSHOTS, Watched, browser, live  # noqa: F401
+from tests.portal.conftest import BAD_CSV, CONTACT, REGISTER, make_portal, misspelt
+from tests.portal.test_browser import CHROMIUM, DESKTOP, PHONE, Watched, browser, serve  # noqa: F401
 
 pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)")
@@ -45,6 +45,15 @@ def assert_plain(page) -> None:
     """No jargon on the page."""
     text = visible_text(page)
     assert [word for word in JARGON if re.search(rf"\b{word}\b", text, re.IGNORECASE)] == []
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """The portal served on localhost; each test signs in a service of its own, so the per-client limits
+    on signing in and uploading are raised for this one client (the tests' browser)."""
+    portal = make_portal(tmp_path_factory.mktemp("volunteer") / "home", sign_in_rate_limit="1000/minute",
+                         upload_rate_limit="1000/hour")
+    yield from serve(portal)
 
 
 @pytest.fixture(params=list(SIZES))

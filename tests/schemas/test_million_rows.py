@@ -1,8 +1,8 @@
-"""validate_emis on a million rows: the figure quoted in schemas.emis (print it: python -m tests.schemas.test_speed)."""
+"""validate_emis on a million rows accounts for every row. How fast it does so is a benchmark, not a test:
+benchmarks/validate_benchmark.py (figures in benchmarks/README.md)."""
 
 from __future__ import annotations
 
-import time
 from datetime import date, timedelta
 
 import numpy as np
@@ -14,9 +14,6 @@ from schemas.emis import validate_emis
 from tests.schemas.frames import FIXTURES
 
 EXTRACT = date(2026, 11, 20)
-# Well above the 1.5 s target (measured about 0.6 s), so a busy machine does not fail the suite,
-# but a per-row Python step (about 10x slower) would.
-LIMIT_SECONDS = 3.0
 
 
 def nhs_numbers(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -58,29 +55,10 @@ def emis_frame(rows: int = 1_000_000, seed: int = 1, fault_share: float = 0.01) 
     )
 
 
-def best_of(frame: pl.DataFrame, repeats: int = 3, *, check_contract: bool = True) -> float:
-    """The fastest of a few runs of validate_emis, in seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        validate_emis(frame, extract_date=EXTRACT, practice_code="P91004", check_contract=check_contract)
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 @pytest.mark.slow
-def test_validate_emis_a_million_rows() -> None:
+def test_validate_emis_a_million_rows_accounts_for_every_row() -> None:
     frame = emis_frame()
     result = validate_emis(frame, extract_date=EXTRACT, practice_code="P91004")
     # About 1% of rows carry a fault; every row is accounted for.
     assert 0.005 < result.rejected["row_number"].n_unique() / frame.height < 0.02
     assert result.valid.height + result.rejected["row_number"].n_unique() == frame.height
-    # Vectorised throughout: a million rows well inside the limit.
-    assert best_of(frame) < LIMIT_SECONDS
-
-
-if __name__ == "__main__":
-    million = emis_frame()
-    print(f"validate_emis, {million.height:,} rows x {million.width} columns, about 1% faulty, best of 3:")
-    print(f"  with the pandera contract run on the valid rows: {best_of(million):.2f} s")
-    print(f"  rules only (check_contract=False):              {best_of(million, check_contract=False):.2f} s")

@@ -1,0 +1,314 @@
+"""Fault injection: kill -9 anywhere, a full disk, a half-written file, two runs at once, a reader throughout.
+
+Every case starts from a copy of one home with a slice of the sample feeds in landing/, breaks a
+`sprx run` on it, then lets a normal `sprx run` finish; the raw zone, the audit trail of files, the
+files kept (landing/ + archive/), the marts and the published copy must then equal those of one
+clean `sprx run` of the same slice (nothing lost, nothing doubled). Long: `make test-faults`
+(marker `faults`, left out of the default run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sprx.settings import PROJECT_ROOT, SAMPLE_FEEDS_DIR
+from tests.conftest import TEST_KEY
+from tests.helpers import raw_state
+
+pytestmark = pytest.mark.faults
+
+# The slice of the sample feeds every case runs on: every source and shape (EMIS snapshots, SystmOne
+# folders and zips, overlapping ambulance weeks, VCSE CSV and workbook sheets with a correction).
+SLICE = (
+    "gp/emis/emis_P91004_*",
+    "gp/systmone/systmone_P91006_2024*",
+    "ambulance/ambulance_RX7_202501*",
+    "vcse/trafford-walking-for-health/january-2025-*",
+    "vcse/age-uk-trafford-lunch-club/Lunch club january 2025.xlsx",
+)
+# Columns whose values depend on when a run found a file or ran, not on what the files hold.
+RUN_TIME_COLUMNS = ("received", "loaded_at", "days_silent", "is_late", "as_of_date", "published_at", "age_days")
+# kill -9 points (tests/faults/inject.py): stage boundaries, then points inside ingest, build and publish.
+KILL_POINTS = (
+    "before:ingest", "after:ingest", "before:build", "after:build", "before:publish", "after:publish",
+    "staged:1", "staged:4", "staged:9", "committed:1", "committed:5", "committed:10",
+    "marked:2", "marked:8", "archived:1", "archived:6", "recorded:ingest",
+    "dbt-node:1", "dbt-node:40", "dbt-node:120", "recorded:build",
+    "publish-task:export_release", "publish-task:check_release", "published:1", "published:4", "recorded:publish",
+)
+# Largest file a process may write while the disk "fills" in each stage (RLIMIT_FSIZE), chosen from the
+# reference run's own file sizes: between what the stage starts with and what it needs.
+STAGES = ("ingest", "build", "publish")
+
+
+def environment(home: Path, api_url: str, **extra: str) -> dict[str, str]:
+    return {**os.environ, "SPRX_HOME": str(home), "SPRX_PSEUDONYMISATION_KEY": TEST_KEY, "PREFECT_API_URL": api_url,
+            "SPRX_LOCK_WAIT_SECONDS": "300", "SPRX_LANDING_SETTLE_SECONDS": "0", **extra}
+
+
+def sprx(home: Path, api_url: str, *arguments: str, point: str | None = None, file_limit: int | None = None,
+         timeout: float = 900, **extra: str) -> subprocess.CompletedProcess:
+    """Run sprx in its own process (with a fault point, or a file-size limit standing for a full disk)."""
+    command = [sys.executable, "-m", "tests.faults.inject", point, "--", *arguments] if point else [
+        sys.executable, "-m", "sprx", *arguments]
+
+    def limit() -> None:
+        if file_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
+    return subprocess.run(command, env=environment(home, api_url, **extra), cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=timeout, preexec_fn=limit)
+
+
+def land_slice(home: Path) -> None:
+    """Copy the slice of the sample feeds into home/landing."""
+    for pattern in SLICE:
+        for path in SAMPLE_FEEDS_DIR.glob(pattern):
+            target = home / "landing" / path.relative_to(SAMPLE_FEEDS_DIR)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if path.is_dir() else shutil.copy2)(path, target)
+
+
+def _kept_files(home: Path) -> list[tuple[str, int]]:
+    """Every delivered file still kept, in landing/ or archive/, by its landing path and size."""
+    kept = []
+    for root in (home / "landing", home / "archive"):
+        for path in root.rglob("*") if root.exists() else []:
+            if path.is_file() and not path.name.startswith("."):
+                relative = path.relative_to(root).as_posix()
+                if root.name == "archive" and relative.startswith("versions/"):
+                    relative = relative.split("/", 2)[2]
+                kept.append((relative, path.stat().st_size))
+    return sorted(kept)
+
+
+def _tables(connection: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> dict[str, list[tuple]]:
+    """Rows of every table in schemas named like these (sorted), without run-time columns."""
+    found = {}
+    tables = connection.execute(
+        "select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE' "
+        "order by all").fetchall()
+    for schema, table in tables:
+        if not schema.endswith(schemas):
+            continue
+        columns = [name for name, kind, *_ in connection.execute(f'describe "{schema}"."{table}"').fetchall()
+                   if not any(word in name for word in RUN_TIME_COLUMNS) and "TIMESTAMP" not in kind]
+        rows = connection.execute(f'select {", ".join(chr(34) + c + chr(34) for c in columns)} '
+                                  f'from "{schema}"."{table}"').fetchall()
+        found[f"{schema.rsplit('_', 1)[-1]}.{table}"] = sorted(rows, key=repr)
+    return found
+
+
+def snapshot(home: Path) -> dict:
+    """What a finished run leaves, without what depends on when it ran."""
+    warehouse = home / "warehouse.duckdb"
+    state: dict = {"raw": raw_state(warehouse), "kept": _kept_files(home)}
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        state["file_loads"] = sorted(connection.execute(
+            "select path, sha256, status, rows_received, rows_loaded, rows_rejected, message, archived_path "
+            "from audit.file_loads").fetchall(), key=repr)
+        state["rejected_rows"] = sorted(connection.execute(
+            "select f.path, f.sha256, r.path, r.row_number, r.field, r.reason, r.value "
+            "from audit.rejected_rows r join audit.file_loads f using (file_id)").fetchall(), key=repr)
+        state["marts"] = _tables(connection, ("marts", "published"))
+    with duckdb.connect(str(home / "published" / "analytics.duckdb"), read_only=True) as connection:
+        state["published"] = _tables(connection, ("published",))
+    published = home / "published"
+    state["published_files"] = sorted(p.relative_to(published).as_posix() for p in published.rglob("*")
+                                      if p.is_file())
+    manifest = json.loads((published / "manifest.json").read_text(encoding="utf-8"))
+    state["manifest_tables"] = manifest["tables"]
+    return state
+
+
+def differences(state: dict, reference: dict) -> list[str]:
+    """Which parts of a snapshot differ from the reference (empty when equal)."""
+    found = []
+    for part, expected in reference.items():
+        actual = state.get(part)
+        if isinstance(expected, dict) and isinstance(actual, dict):
+            found.extend(f"{part}.{name}" for name in sorted(set(expected) | set(actual))
+                         if expected.get(name) != actual.get(name))
+        elif actual != expected:
+            found.append(part)
+    return found
+
+
+@pytest.fixture(scope="module")
+def api_url(prefect_harness) -> str:
+    from prefect.settings import get_current_settings
+
+    return str(get_current_settings().api.url)
+
+
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory) -> Path:
+    """A home with the slice in landing/ and nothing else (copy it before use)."""
+    home = tmp_path_factory.mktemp("landed") / "home"
+    land_slice(home)
+    return home
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, landed: Path, api_url: str) -> tuple[Path, dict]:
+    """One clean `sprx run` of the slice: its home and its snapshot."""
+    home = tmp_path_factory.mktemp("reference") / "home"
+    shutil.copytree(landed, home)
+    done = sprx(home, api_url, "run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home, snapshot(home)
+
+
+def fresh(landed: Path, tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    shutil.copytree(landed, home)
+    return home
+
+
+def recover_and_compare(home: Path, api_url: str, reference: dict) -> None:
+    """A normal `sprx run` after the fault finishes the work; everything equals the clean run's."""
+    done = sprx(home, api_url, "run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert differences(snapshot(home), reference) == []
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as connection:
+        doubled = connection.execute("select path, sha256, count(*) from audit.file_loads "
+                                     "group by all having count(*) > 1").fetchall()
+    assert doubled == []
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_kill_9_then_a_normal_run_equals_a_clean_run(point: str, landed: Path, reference, api_url: str,
+                                                     tmp_path: Path) -> None:
+    home = fresh(landed, tmp_path)
+    killed = sprx(home, api_url, "run", point=point)
+    assert killed.returncode == -signal.SIGKILL, f"{point} was not reached: {killed.stderr[-2000:]}"
+    recover_and_compare(home, api_url, reference[1])
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_full_disk_during_each_stage_fails_cleanly_then_a_normal_run_equals_a_clean_run(
+        stage: str, landed: Path, reference, api_url: str, tmp_path: Path) -> None:
+    """The largest file a stage writes is cut off part way (EFBIG, as ENOSPC): the stage fails with a message,
+    and nothing is lost or left half done."""
+    reference_home = reference[0]
+    home = fresh(landed, tmp_path)
+    if stage != "ingest":  # reach the stage with room to spare
+        assert sprx(home, api_url, "ingest").returncode == 0
+    if stage == "publish":
+        assert sprx(home, api_url, "build").returncode == 0
+    limit = {
+        "ingest": _size(reference_home / "warehouse.duckdb") // 3,
+        "build": _size(home / "warehouse.duckdb") + 256 * 1024,
+        "publish": _size(reference_home / "published" / "analytics.duckdb") // 2,
+    }[stage]
+    full = sprx(home, api_url, "publish" if stage == "publish" else "run", file_limit=limit)
+    assert full.returncode != 0, f"the disk did not fill during {stage}"
+    assert "Traceback" not in full.stderr.splitlines()[-1:]
+    recover_and_compare(home, api_url, reference[1])
+
+
+def test_a_file_appearing_half_written_is_taken_whole(landed: Path, reference, api_url: str, tmp_path: Path) -> None:
+    """A sender writes an ambulance file slowly while a run goes: the run leaves it (or takes none of it), and
+    the next run takes it whole."""
+    home = fresh(landed, tmp_path)
+    name = next(p for p in sorted((home / "landing" / "ambulance").iterdir()))
+    content = name.read_bytes()
+    name.unlink()
+    stop = threading.Event()
+
+    def write_slowly() -> None:
+        with open(name, "wb") as handle:
+            for start in range(0, len(content), 256):
+                handle.write(content[start:start + 256])
+                handle.flush()
+                if stop.wait(0.2):
+                    break
+
+    writer = threading.Thread(target=write_slowly)
+    writer.start()
+    try:
+        during = sprx(home, api_url, "run", SPRX_LANDING_SETTLE_SECONDS="1")
+    finally:
+        stop.set()
+        writer.join()
+    assert during.returncode == 0, during.stderr[-3000:]
+    name.write_bytes(content)  # the sender finishes the file
+    recover_and_compare(home, api_url, reference[1])
+
+
+def test_two_runs_at_once_take_everything_once(landed: Path, reference, api_url: str, tmp_path: Path) -> None:
+    home = fresh(landed, tmp_path)
+    command = [sys.executable, "-m", "sprx", "run"]
+    runs = [subprocess.Popen(command, env=environment(home, api_url), cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [run.communicate(timeout=900) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in results]
+    recover_and_compare(home, api_url, reference[1])
+
+
+# A reader that holds the published copy open all along, and one that opens it afresh for each query.
+READER = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    import duckdb
+    database, stop, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+    query = "select count(*) from information_schema.tables where table_schema = 'published'"
+    kept = duckdb.connect(str(database), read_only=True) if mode == "kept" else None
+    report = {"queries": 0, "errors": [], "tables": []}
+    while not stop.exists():
+        try:
+            if kept is not None:
+                value = kept.execute(query).fetchone()[0]
+            else:
+                with duckdb.connect(str(database), read_only=True) as connection:
+                    value = connection.execute(query).fetchone()[0]
+            report["queries"] += 1
+            if value not in report["tables"]:
+                report["tables"].append(value)
+        except Exception as error:
+            report["errors"].append(f"{type(error).__name__}: {error}"[:300])
+        time.sleep(0.05)
+    out.write_text(json.dumps(report))
+""")
+
+
+def test_a_reader_holding_the_published_copy_throughout(reference, api_url: str, tmp_path: Path) -> None:
+    """Readers keep querying while runs are killed and run again: never an error, never half a copy."""
+    home = tmp_path / "home"
+    shutil.copytree(reference[0], home)
+    extra = SAMPLE_FEEDS_DIR / "ambulance" / "ambulance_RX7_20250207.csv"
+    shutil.copy2(extra, home / "landing" / "ambulance" / extra.name)
+    stop = tmp_path / "stop"
+    readers = {mode: subprocess.Popen([sys.executable, "-c", READER, str(home / "published" / "analytics.duckdb"),
+                                       str(stop), str(tmp_path / f"{mode}.json"), mode]) for mode in ("loop", "kept")}
+    try:
+        time.sleep(1)
+        assert sprx(home, api_url, "run", point="published:1").returncode == -signal.SIGKILL
+        done = sprx(home, api_url, "run")
+        assert done.returncode == 0, done.stderr[-3000:]
+        time.sleep(1)
+    finally:
+        stop.touch()
+        for reader in readers.values():
+            reader.wait(timeout=60)
+    reports = {mode: json.loads((tmp_path / f"{mode}.json").read_text()) for mode in readers}
+    tables = len(reference[1]["published"])
+    for mode, report in reports.items():
+        assert report["queries"] > 10 and report["errors"] == [] and report["tables"] == [tables], (mode, report)
