@@ -62,7 +62,7 @@ demo: install
 test: install-test browser axe
 	$(BIN)/python -m pytest
 
-# The fault-injection suite (kill -9 at 26 points, a full disk in each stage, a half-written file, two runs
+# The fault-injection suite (kill -9 at 22 points, a full disk in each stage, a half-written file, two runs
 # at once, a reader throughout): about 15 minutes, so not part of `make test`.
 test-faults: install-test
 	$(BIN)/python -m pytest tests/faults -m faults

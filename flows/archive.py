@@ -128,7 +128,7 @@ def _make_read_only(target: Path) -> None:
 
 
 def _put_back(target: Path, source: Path, archived: str) -> None:
-    """Return a file whose bytes changed during its move to landing/ (or keep it in archive/ when its landing
+    """Put a file whose bytes changed during its move back in landing/ (or keep it in archive/ when its landing
     path was taken meanwhile) and raise ArchiveChanged: the loaded rows are not all the file holds."""
     where = f"archive/{archived}"
     if not source.exists():

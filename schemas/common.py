@@ -35,11 +35,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
+import pandera.backends.polars.builtin_checks  # noqa: F401 (before any model: see below)
 import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 from pandera.backends.polars.checks import PolarsCheckBackend
 from pandera.backends.polars.register import register_polars_backends
+
+# pandera binds each built-in check (str_matches, in_range ...) to its dispatcher when a model is defined, and
+# registers the Polars implementations only when pandera.backends.polars.builtin_checks is imported. Imported
+# above, before any model, the models' checks always have them: otherwise a process that defines the models
+# first (`sprx portal`) fails every check with KeyError: PolarsData.
 
 from flows.sources.common import PARSE_ERROR, ROW_NUMBER
 

@@ -85,8 +85,9 @@ def install(point: str) -> None:
                         when=lambda source, target, *a, **k: (home / "archive") in Path(target).resolve().parents)
     elif kind == "published":
         tick = _nth(int(argument))
-        _wrap_attribute(os, "replace", after=tick,
-                        when=lambda source, target, *a, **k: (home / "published") in Path(target).resolve().parents)
+        published = home / "published"
+        _wrap_attribute(os, "replace", after=tick, when=lambda source, target, *a, **k: published in (
+            Path(target).resolve(), *Path(target).resolve().parents))
     elif kind == "recorded":
         import flows.ingest
 

@@ -112,3 +112,43 @@ def test_the_portal_config_takes_its_paths_from_the_settings(tmp_path: Path, mon
     assert config.settings == settings
     assert (config.portal_dir, config.landing_dir, config.warehouse_path, config.report_dir) == (
         settings.portal_dir, settings.landing_dir, settings.warehouse_path, settings.published_dir / "report")
+
+
+@pytest.mark.slow
+def test_sprx_portal_served_from_the_command_line_accepts_a_sheet(tmp_path: Path) -> None:
+    """The real `sprx portal` process (its own import order, not the test process's) judges a sheet."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import httpx
+
+    from tests.portal.conftest import GOOD_CSV
+
+    environment = dict(os.environ, SPRX_HOME=str(tmp_path / "home"))
+    added = subprocess.run([sys.executable, "-m", "sprx", "portal", "add-service", "walks", "Walks"], env=environment,
+                           capture_output=True, text=True, check=True)
+    key = credential_from(added.stdout)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "sprx", "portal", "--port", str(port)], env=environment,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # start-up imports take a while on a loaded machine
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/help", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()
+                time.sleep(0.2)
+        response = httpx.post(f"http://127.0.0.1:{port}/api/uploads", files={"file": ("june.csv", GOOD_CSV)},
+                              headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        assert response.status_code == 201, response.text
+        assert response.json()["verdict"] == "accepted"
+    finally:
+        server.terminate()
+        server.wait(20)

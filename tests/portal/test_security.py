@@ -13,7 +13,7 @@ import threading
 import time
 import tracemalloc
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import openpyxl
 import pytest
@@ -26,7 +26,7 @@ ROW = ["03/06/2026", "Walk", "Y", "Hughes", "17/08/1972"]
 SHEET_XML = "xl/worksheets/sheet1.xml"
 
 
-def rename_sheet_part(workbook: bytes, new_name: str, change=lambda xml: xml) -> bytes:
+def rename_sheet_part(workbook: bytes, new_name: str, change: Callable[[bytes], bytes] = lambda xml: xml) -> bytes:
     """A copy of a workbook whose first sheet's part is renamed (rels and content types follow) and changed."""
     source = zipfile.ZipFile(io.BytesIO(workbook))
     buffer = io.BytesIO()
@@ -40,7 +40,7 @@ def rename_sheet_part(workbook: bytes, new_name: str, change=lambda xml: xml) ->
     return buffer.getvalue()
 
 
-def far_cell(reference: str, row: int) -> callable:
+def far_cell(reference: str, row: int) -> Callable[[bytes], bytes]:
     """A change to a sheet's XML adding one cell at `reference` on row `row`."""
     def change(xml: bytes) -> bytes:
         return xml.replace(b"</sheetData>", f'<row r="{row}"><c r="{reference}" t="inlineStr"><is><t>x</t></is>'
@@ -289,7 +289,7 @@ def trickle(port: int, head: bytes, tail: bytes, max_bytes: int = 60) -> tuple[i
 def test_finding_8_slow_uploads_and_slow_headers_are_cut_off(tmp_path) -> None:
     from tests.portal.conftest import GOOD_CSV
 
-    with live_portal(tmp_path, request_timeout_seconds=1) as (portal, port):
+    with live_portal(tmp_path, request_timeout_seconds=2) as (portal, port):
         # a normal upload over the same server is unaffected
         body = multipart(GOOD_CSV)
         request = (f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer "
