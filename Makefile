@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 with venv):
 #   make demo   install into .venv, then run the main job on the embedded sample feeds
 #   make test   install into .venv with the test tools (and Debian's Chromium for the portal's
-#               browser tests, saying so first), then run the whole test suite
+#               browser tests, saying so first, and axe-core from npm for their accessibility
+#               check), then run the whole test suite
 #   make test-faults  the fault-injection suite (tests/faults), about 15 minutes
 # Every install takes the exact versions in requirements.lock / requirements-test.lock;
 # `make lock` recompiles both from pyproject.toml after a dependency changes.
@@ -12,7 +13,7 @@ UV_VERSION := 0.13.9
 LOCK_ARGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --quiet
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-faults test-method install install-test browser lock clean
+.PHONY: demo test test-faults test-method install install-test browser axe lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,10 +47,19 @@ browser:
 	  echo "make test: installing Debian's chromium and chromium-driver for the portal's browser tests (apt-get)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
+# The portal's accessibility check injects axe-core (from npm, pinned in tests/portal/axe/package-lock.json)
+# into its pages; it is installed here once, never fetched from a CDN while the tests run.
+AXE := tests/portal/axe/node_modules/axe-core/axe.min.js
+axe: $(AXE)
+$(AXE): tests/portal/axe/package.json tests/portal/axe/package-lock.json
+	@command -v npm >/dev/null || { echo "make test: npm is needed for the portal's accessibility check (apt-get install npm)"; exit 1; }
+	npm ci --prefix tests/portal/axe --no-audit --no-fund --silent
+	touch $@
+
 demo: install
 	$(BIN)/sprx demo
 
-test: install-test browser
+test: install-test browser axe
 	$(BIN)/python -m pytest
 
 # The fault-injection suite (kill -9 at 22 points, a full disk in each stage, a half-written file, two runs

@@ -314,7 +314,7 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
 
     connection = connect(settings.warehouse_path)
     try:
-        loader = Loader(connection, key, run_id=run_id)
+        loader = Loader(connection, key, run_id=run_id, home=settings.home)
         for delivery in sorted(deliveries, key=_order):
             accepted = delivery.relative in accept
             recorded = loader.recorded_status(delivery)
@@ -586,7 +586,7 @@ def rebuild_raw_zone(run_id: str) -> tuple[list[FileResult], int]:
         results, skipped = [], 0
         connection = connect(fresh)
         try:
-            loader = Loader(connection, key, run_id=run_id)
+            loader = Loader(connection, key, run_id=run_id, home=settings.home)
             for delivery in deliveries:
                 if loader.already_loaded(delivery):
                     skipped += 1
@@ -628,7 +628,7 @@ def archive_landing(run_id: str) -> int:
     moved = 0
     connection = connect(settings.warehouse_path)
     try:
-        loader = Loader(connection, load_key(settings), run_id=run_id)
+        loader = Loader(connection, load_key(settings), run_id=run_id, home=settings.home)
         for delivery in landing_deliveries(settings.landing_dir):
             if loader.recorded_status(delivery) in ARCHIVED_STATUSES:
                 moved += archive_delivery(loader, delivery, archive)

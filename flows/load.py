@@ -31,7 +31,7 @@ from schemas.ambulance import validate_ambulance_incident
 from schemas.common import Validated
 from schemas.emis import validate_emis
 from schemas.systmone import validate_systmone_appointment, validate_systmone_code, validate_systmone_patient
-from schemas.vcse import validate_vcse_attendance
+from schemas.vcse import how_to_link, validate_vcse_attendance, why_unlinkable
 
 # An EMIS export that would drop more than this share of a practice's registered patients is
 # held until released with `sprx ingest --accept FILE` (a truncated export must not empty a list).
@@ -116,11 +116,13 @@ class Loader:
     """Loads deliveries into one open warehouse connection."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection, key: bytes, *,
-                 emis_max_drop_share: float = EMIS_MAX_DROP_SHARE, run_id: str | None = None) -> None:
+                 emis_max_drop_share: float = EMIS_MAX_DROP_SHARE, run_id: str | None = None,
+                 home: Path | None = None) -> None:
         self.connection = connection
         self.key = key
         self.emis_max_drop_share = emis_max_drop_share
         self.run_id = run_id  # recorded on every audit.file_loads row this loader writes
+        self.home = home  # SPRX_HOME, where VCSE services' confirmed headings are remembered (None: none are)
         verify_key(connection, key)  # tokens under another key would link no one: KeyMismatchError
 
     # --- bookkeeping -----------------------------------------------------------------------
@@ -213,7 +215,9 @@ class Loader:
         except (FeedFileError, HeldFile, Superseded) as problem:
             self.connection.execute("rollback")
             self._check_unchanged(delivery)  # a verdict on half a file is no verdict
-            status = {FeedFileError: "rejected", HeldFile: "held", Superseded: "superseded"}[type(problem)]
+            # by kind, subclasses included (the VCSE reader's HeaderProblem is a FeedFileError)
+            status = "held" if isinstance(problem, HeldFile) else (
+                "superseded" if isinstance(problem, Superseded) else "rejected")
             result = FileResult(delivery.relative, delivery.source, status, message=str(problem))
             if status == "rejected":
                 result.reasons[str(problem)] += 1
@@ -490,7 +494,9 @@ class Loader:
 
     def _load_vcse(self, delivery, file_id, received_date, service, accept) -> FileResult:
         result = FileResult(delivery.relative, "vcse", "loaded")
-        sheet = vcse_source.read_vcse(delivery.path)
+        sheet = vcse_source.read_vcse(delivery.path,
+                                      remembered=vcse_source.remembered_headings(self.home, service))
+        in_sheet = frozenset(choice.column for choice in sheet.headings if choice.column)
         first = True
         for chunk in self._chunks(iter(sheet), result):
             validated = validate_vcse_attendance(chunk, extract_date=received_date)
@@ -505,13 +511,14 @@ class Loader:
                        normalise=True, prefix=service).alias("attendee_key"),
             )
             self._stage("stage_vcse", frame.select(
-                "row_number", "session_date", "activity_key", "attendee_key", "activity", "attended", "is_linkable",
+                "row_number", why_unlinkable(in_sheet).alias("unlinkable_reason"),
+                "session_date", "activity_key", "attendee_key", "activity", "attended", "is_linkable",
                 "linkage_basis", "nhs_number_token", "name_dob_token", "surname_dob_postcode_token", "postcode_token",
                 "lsoa21_code", "imd_decile", "session_age", "session_age_band",
-                pl.col("wellbeing_score").cast(pl.Int8)), first)
+                *(pl.col(name).cast(pl.Int8) for name in vcse_source.WELLBEING_COLUMNS)), first)
             self._quarantine(validated, file_id, delivery.relative, result)
             first = False
-        notes = list(sheet.notices)
+        notes = list(sheet.notices) + sheet.heading_notices
         if sheet.stated_total is not None:
             notes.append(f"totals row (row {sheet.totals_row_number}) says {sheet.stated_total}; not counted as "
                          "attendance")
@@ -529,13 +536,18 @@ class Loader:
                     pl.format("the same person, session and activity are already on row {}; remove the repeat",
                               "first_row").alias("reason"),
                     pl.lit(None, dtype=pl.String).alias("value"))), file_id, delivery.relative, result)
+            restated_later = self._replace_vcse_sessions(service, delivery.received_at)
+            if restated_later:
+                notes.append(f"{restated_later} row(s) are for sessions a later sheet from {service} already "
+                             "restates; the later sheet was kept for those sessions")
             self.connection.execute(
                 """
                 insert into raw.vcse_attendances
                 select ?, session_date, activity_key, attendee_key, ?, ?, row_number, activity, attended,
                        is_linkable, linkage_basis, nhs_number_token, name_dob_token, surname_dob_postcode_token,
-                       postcode_token, lsoa21_code, imd_decile, session_age, session_age_band, wellbeing_score
-                from stage_vcse
+                       postcode_token, lsoa21_code, imd_decile, session_age, session_age_band, wellbeing_score,
+                       wellbeing_worthwhile, wellbeing_happiness, wellbeing_anxiety
+                from stage_vcse_current
                 qualify row_number() over (partition by session_date, activity_key, attendee_key
                                            order by row_number) = 1
                 on conflict (service_id, session_date, activity_key, attendee_key) do update set
@@ -546,20 +558,61 @@ class Loader:
                     surname_dob_postcode_token = excluded.surname_dob_postcode_token,
                     postcode_token = excluded.postcode_token, lsoa21_code = excluded.lsoa21_code,
                     imd_decile = excluded.imd_decile, session_age = excluded.session_age,
-                    session_age_band = excluded.session_age_band, wellbeing_score = excluded.wellbeing_score
+                    session_age_band = excluded.session_age_band, wellbeing_score = excluded.wellbeing_score,
+                    wellbeing_worthwhile = excluded.wellbeing_worthwhile,
+                    wellbeing_happiness = excluded.wellbeing_happiness, wellbeing_anxiety = excluded.wellbeing_anxiety
                 where excluded.received_at >= vcse_attendances.received_at
                 """,
                 [service, delivery.received_at, file_id],
             )
         result.rows_loaded = result.rows_received - result.rows_rejected
-        unlinkable = self._one(
-            "select count(*) from raw.vcse_attendances where file_id = ? and not is_linkable", [file_id]
-        )[0] if not first else 0
-        if unlinkable:
-            notes.append(f"{unlinkable} row(s) cannot be linked to a person (no NHS number, and not enough of "
-                         "name, date of birth and postcode); loaded and flagged")
+        if not first:
+            unlinkable = self.connection.execute(
+                """
+                select unlinkable_reason, count(*) from stage_vcse_current
+                where unlinkable_reason is not null
+                group by unlinkable_reason order by count(*) desc, unlinkable_reason
+                """).fetchall()
+            for reason, count in unlinkable:
+                notes.append(f"{count} row(s) cannot be linked to a person ({reason}); loaded and counted as "
+                             f"activity, but not followed up. {how_to_link(reason)}")
         result.message = "; ".join(notes) if notes else "attendances loaded"
         return result
+
+
+    def _replace_vcse_sessions(self, service: str, received_at: dt.datetime) -> int:
+        """Apply the VCSE replacement rule to the staged sheet; how many of its rows a later sheet overrides.
+
+        The replacement key is the session: service, session date and activity. A sheet restates every
+        session it has rows for, so its rows replace all the rows of those sessions that earlier sheets
+        gave, whether or not a row can be linked to a person (an unlinkable row has no stable identity to
+        match, so matching person by person would count a corrected month twice). A session that a sheet
+        received later already holds is left as it is, so files load to the same warehouse in any order;
+        sheets received at the same moment are merged, person by person. The rows of this sheet that
+        are still current go to the temporary table stage_vcse_current."""
+        self.connection.execute(
+            """
+            create or replace temp table stage_vcse_current as
+            select * from stage_vcse as staged
+            where not exists (
+                select 1 from raw.vcse_attendances as held
+                where held.service_id = ? and held.session_date = staged.session_date
+                  and held.activity_key = staged.activity_key and held.received_at > ?)
+            """,
+            [service, received_at],
+        )
+        self.connection.execute(
+            """
+            delete from raw.vcse_attendances as held
+            where held.service_id = ? and held.received_at < ?
+              and exists (select 1 from stage_vcse_current as staged
+                          where staged.session_date = held.session_date and staged.activity_key = held.activity_key)
+            """,
+            [service, received_at],
+        )
+        staged = self._one("select count(*) from stage_vcse")[0]
+        current = self._one("select count(*) from stage_vcse_current")[0]
+        return staged - current
 
 
 def _removed(frame: pl.DataFrame) -> pl.Expr:

@@ -519,12 +519,27 @@ SECTIONS: tuple[Callable[[Tables], Section | None], ...] = (
 # Rendering --------------------------------------------------------------------------------------
 
 
-def chart_svg(chart: alt.TopLevelMixin, title: str) -> str:
-    """The chart as inline SVG (rendered offline), labelled for screen readers."""
+def render_svg(chart: alt.TopLevelMixin) -> tuple[str, float, float] | None:
+    """The chart as SVG with its width and height, or None when it has nothing to draw (no data yet)."""
     spec = chart.configure_view(stroke=None).configure(font="DejaVu Sans, Arial, sans-serif").to_dict()
     svg = vl_convert.vegalite_to_svg(spec)
+    width, height = (re.search(rf'{name}="([^"]+)"', svg) for name in ("width", "height"))
+    try:
+        size = float(width.group(1)), float(height.group(1))
+    except (AttributeError, ValueError):
+        return None
+    if not all(math.isfinite(value) and value > 0 for value in size):
+        return None
+    return svg, *size
+
+
+def chart_svg(chart: alt.TopLevelMixin, title: str) -> str | None:
+    """The chart as inline SVG (rendered offline), labelled for screen readers; None when there is nothing to draw."""
+    rendered = render_svg(chart)
+    if rendered is None:
+        return None
     label = html.escape(f"Chart: {title}. The figures are in the table below.", quote=True)
-    return svg.replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
+    return rendered[0].replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
 
 
 CSS = """
@@ -568,8 +583,11 @@ def render_html(sections: list[Section], published_at: str, end_dates: str) -> s
         parts.append(f'<section id="{section.key}" aria-labelledby="{section.key}-title">')
         parts.append(f'<h2 id="{section.key}-title">{html.escape(section.title)}</h2>')
         parts.append(f"<p>{html.escape(section.summary)}</p>")
-        if section.chart is not None:
-            parts.append(f"<figure>{chart_svg(section.chart, section.title)}</figure>")
+        svg = chart_svg(section.chart, section.title) if section.chart is not None else None
+        if svg is not None:
+            parts.append(f"<figure>{svg}</figure>")
+        else:
+            parts.append('<p class="note">No figures to draw yet.</p>')
         parts.append(f"<table><caption>Figures: {html.escape(section.title)}</caption><thead><tr>")
         parts += [f'<th scope="col">{html.escape(column)}</th>' for column in section.columns]
         parts.append("</tr></thead><tbody>")
@@ -611,11 +629,9 @@ def page_svg(section: Section, header: str) -> str:
     y += 6
     rows = section.rows[:PDF_TABLE_ROWS]
     table_height = 16 * (len(rows) + 1) + 30
-    if section.chart is not None:
-        svg = vl_convert.vegalite_to_svg(section.chart.configure_view(stroke=None).configure(
-            font="DejaVu Sans, Arial, sans-serif").to_dict())
-        width = float(re.search(r'width="([0-9.]+)"', svg).group(1))
-        height = float(re.search(r'height="([0-9.]+)"', svg).group(1))
+    rendered = render_svg(section.chart) if section.chart is not None else None
+    if rendered is not None:
+        svg, width, height = rendered
         room = PAGE_HEIGHT - MARGIN - y - table_height
         scale = min(1.0, (PAGE_WIDTH - 2 * MARGIN) / width, max(room, 120) / height)
         inner = svg.split(">", 1)[1].rsplit("</svg>", 1)[0]

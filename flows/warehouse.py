@@ -8,8 +8,9 @@ pseudonymised rows in the current state of each source:
 - SystmOne: the latest version of every RowIdentifier, deletions kept as tombstones so that a
   late-arriving older extract cannot bring a deleted row back;
 - ambulance: the latest version of every incident;
-- VCSE: one row per service, session, activity and attendee; a corrected sheet replaces the rows
-  it restates.
+- VCSE: one row per service, session, activity and attendee; a corrected sheet replaces every
+  session (service, session date, activity) it restates, whole, whether its rows link to a person
+  or not; sheets received at the same moment merge person by person.
 
 Every version decision compares extract dates (or, for VCSE, the time the sheet was received), so
 loading the same files in any order gives the same warehouse.
@@ -203,9 +204,13 @@ create table if not exists raw.vcse_attendances (
     imd_decile tinyint,
     session_age smallint,
     session_age_band varchar,
-    wellbeing_score tinyint,
+    wellbeing_score tinyint,             -- ONS4 life satisfaction, 0-10
     primary key (service_id, session_date, activity_key, attendee_key)
 );
+-- The other ONS4 personal wellbeing answers (0-10), added after the first release.
+alter table raw.vcse_attendances add column if not exists wellbeing_worthwhile tinyint;
+alter table raw.vcse_attendances add column if not exists wellbeing_happiness tinyint;
+alter table raw.vcse_attendances add column if not exists wellbeing_anxiety tinyint;   -- lower is better
 """
 
 RAW_TABLES = (

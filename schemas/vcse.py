@@ -91,7 +91,32 @@ class VcseAttendance(FeedRow):
         nullable=True,
         in_range={"min_value": _LOWEST, "max_value": _HIGHEST},
         title=_HEADING["wellbeing_score"],
-        description=f"a whole number from {_LOWEST} to {_HIGHEST} (ONS4 life satisfaction), or blank",
+        description=f"a whole number from {_LOWEST} to {_HIGHEST} answering 'Overall, how satisfied are you with "
+        "your life nowadays?' (ONS4 life satisfaction), or blank",
+        metadata={"parse": whole_number_parse()},
+    )
+    wellbeing_worthwhile: pl.Int8 = pa.Field(
+        nullable=True,
+        in_range={"min_value": _LOWEST, "max_value": _HIGHEST},
+        title=_HEADING["wellbeing_worthwhile"],
+        description=f"a whole number from {_LOWEST} to {_HIGHEST} answering 'Overall, to what extent do you feel "
+        "the things you do in your life are worthwhile?' (ONS4), or blank",
+        metadata={"parse": whole_number_parse()},
+    )
+    wellbeing_happiness: pl.Int8 = pa.Field(
+        nullable=True,
+        in_range={"min_value": _LOWEST, "max_value": _HIGHEST},
+        title=_HEADING["wellbeing_happiness"],
+        description=f"a whole number from {_LOWEST} to {_HIGHEST} answering 'Overall, how happy did you feel "
+        "yesterday?' (ONS4), or blank",
+        metadata={"parse": whole_number_parse()},
+    )
+    wellbeing_anxiety: pl.Int8 = pa.Field(
+        nullable=True,
+        in_range={"min_value": _LOWEST, "max_value": _HIGHEST},
+        title=_HEADING["wellbeing_anxiety"],
+        description=f"a whole number from {_LOWEST} to {_HIGHEST} answering 'Overall, how anxious did you feel "
+        "yesterday?' (ONS4; lower is better), or blank",
         metadata={"parse": whole_number_parse()},
     )
     notes: str = pa.Field(
@@ -140,6 +165,33 @@ def linkage() -> dict[str, pl.Expr]:
         .otherwise(pl.lit(None, pl.String))
     )
     return {"linkage_basis": basis, "is_linkable": basis.is_not_null()}
+
+
+# The parts a row needs to link to a person by name and date of birth, in the order they are named.
+_NAME_DOB_PARTS = ("first_name", "last_name", "date_of_birth")
+
+
+def why_unlinkable(columns_in_sheet: set[str] | frozenset[str]) -> pl.Expr:
+    """Per valid row: why it cannot be linked to a person ("no NHS number, and no date of birth (the sheet has
+    no Date of Birth column)"), or null when it can. ``columns_in_sheet``: the columns the sheet's headings gave."""
+    missing = []
+    for name in _NAME_DOB_PARTS:
+        label = _HEADING[name].lower() if name != "date_of_birth" else "date of birth"
+        if name not in columns_in_sheet:
+            label += f" (the sheet has no {_HEADING[name]} column)"
+        missing.append(pl.when(pl.col(name).is_null()).then(pl.lit(label)).otherwise(pl.lit(None, pl.String)))
+    lacking = pl.concat_str(missing, separator=", ", ignore_nulls=True)
+    return (pl.when(linkage()["is_linkable"]).then(pl.lit(None, pl.String))
+            .otherwise(pl.format("no NHS number, and no {}", lacking)))
+
+
+def how_to_link(reason: str) -> str:
+    """What to add so that rows with this unlinkable reason can be followed up."""
+    if "the sheet has no" in reason:
+        return ("Add the missing column to the sheet (see the template), or an NHS Number column, then upload the "
+                "whole sheet again.")
+    return ("Fill in the NHS number, or the first name, last name and date of birth, then upload the whole "
+            "sheet again.")
 
 
 def validate_vcse_attendance(frame: pl.DataFrame, *, extract_date: date, check_contract: bool = True) -> Validated:

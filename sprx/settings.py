@@ -123,6 +123,10 @@ def get_settings() -> Settings:
     )
 
 
+# Shown when SPRX_PORTAL_CONTACT is not set: set it to a real address (docs/services.md, section 6).
+DEFAULT_PORTAL_CONTACT = "your ICS social prescribing data team (ask your link worker for their email address)"
+
+
 @dataclass(frozen=True)
 class PortalSettings:
     """The upload portal's settings (`sprx portal`); its own state lives in <home>/portal/, never the warehouse."""
@@ -156,6 +160,8 @@ class PortalSettings:
     # SPRX_PORTAL_HSTS: 1 to send Strict-Transport-Security on every response (TLS ends at a proxy that sends no
     # X-Forwarded-Proto); it is always sent on a request that arrived over HTTPS.
     hsts: bool = False
+    # SPRX_PORTAL_CONTACT: who services contact for help (name, email, phone), shown on Help and every error page.
+    contact: str = DEFAULT_PORTAL_CONTACT
 
 
 def _rate(name: str, default: str) -> str:
@@ -190,4 +196,5 @@ def get_portal_settings() -> PortalSettings:
         max_connections=int(number("SPRX_PORTAL_MAX_CONNECTIONS", defaults.max_connections, minimum=1, whole=True)),
         trusted_proxies=os.environ.get("SPRX_PORTAL_TRUSTED_PROXIES") or defaults.trusted_proxies,
         hsts=_flag("SPRX_PORTAL_HSTS"),
+        contact=(os.environ.get("SPRX_PORTAL_CONTACT") or "").strip() or defaults.contact,
     )

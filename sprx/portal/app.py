@@ -31,13 +31,24 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from openpyxl.styles import Font
 
-from flows.sources.vcse import ATTENDED_NO, ATTENDED_YES, HEADINGS, REQUIRED_COLUMNS, WELLBEING_RANGE
+from flows.sources.vcse import ATTENDED_NO, ATTENDED_YES, HEADINGS, REQUIRED_COLUMNS, WELLBEING_RANGE, column_letter
 from schemas.vcse import VcseAttendance
 from sprx.portal.checks import MAX_SHEET_ROWS
+from sprx.portal.checks import SheetRefused
 from sprx.portal.forms import FormRefused, ReceivedForm, drain, read_form, too_large
 from sprx.portal.guard import Guard, RateLimited
 from sprx.portal.store import STAFF_ROLE, PortalStore, Session, Upload, credential_service
-from sprx.portal.uploads import IngestRunner, PortalConfig, process_upload, refresh_load_status, refused_upload
+from sprx.portal.uploads import (
+    IngestRunner,
+    PortalConfig,
+    confirm_headings,
+    local_time,
+    plain_words,
+    process_upload,
+    refresh_load_status,
+    refused_upload,
+    spoken_time,
+)
 
 # The session cookie (its value is stored only as a digest).
 SESSION_COOKIE = "sprx_portal_session"
@@ -57,7 +68,10 @@ TEMPLATE_EXAMPLE = {
     "last_name": "Hughes",
     "date_of_birth": date(1972, 8, 17),
     "postcode": "M41 9JD",
-    "wellbeing_score": 7,
+    "wellbeing_score": 7,  # ONS4 personal wellbeing, each 0-10 and optional: life satisfaction,
+    "wellbeing_worthwhile": 8,  # worthwhile,
+    "wellbeing_happiness": 6,  # happiness yesterday
+    "wellbeing_anxiety": 3,  # and anxiety yesterday (lower is better)
     "notes": "",
 }
 # Headers on every response: no scripts, no outside assets, no framing, no sniffing, no referrer sent to other
@@ -93,16 +107,23 @@ VERDICT_LABELS = {
     "accepted_with_problems": "Accepted, some rows need fixing",
     "refused": "Not accepted",
     "duplicate": "Already received",
+    "needs_confirmation": "Please check your headings",
 }
 # What each load status is called on the pages.
 LOAD_LABELS = {
-    None: "Not queued",
-    "queued": "Queued for loading",
+    None: "Not sent for loading",
+    "queued": "Waiting to be loaded",
     "loading": "Loading now",
     "loaded": "Loaded",
     "rejected": "Not loaded",
-    "duplicate": "Already loaded",
+    "duplicate": "Already received",
+    "superseded": "Not used (a newer sheet is loaded)",
+    "held": "Waiting for the data team",
 }
+# Largest body of an API heading confirmation (a few headings and their columns).
+MAX_CONFIRMATION_BYTES = 16 * 1024
+# The form field prefix of each heading's choice on the confirmation form (followed by the heading's cell).
+HEADING_FIELD = "heading-"
 
 _PACKAGE = files("sprx.portal")
 
@@ -133,8 +154,8 @@ def template_xlsx() -> bytes:
     for cell in sheet[2]:
         if isinstance(cell.value, date):
             cell.number_format = "dd/mm/yyyy"
-    for column in "ABCDEFGHIJ":
-        sheet.column_dimensions[column].width = 16
+    for position in range(len(TEMPLATE_EXAMPLE)):
+        sheet.column_dimensions[column_letter(position)].width = 18
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
@@ -145,7 +166,7 @@ def _help_rows() -> list[dict[str, str]]:
     descriptions = {name: column.description for name, column in VcseAttendance.to_schema().columns.items()}
     return [{"title": spellings[0], "spellings": ", ".join(spellings),
              "required": "Yes" if name in REQUIRED_COLUMNS else "No",
-             "content": descriptions[name][:1].upper() + descriptions[name][1:].rstrip(".") + "."}
+             "content": plain_words(descriptions[name][:1].upper() + descriptions[name][1:].rstrip(".") + ".")}
             for name, spellings in HEADINGS.items()]
 
 
@@ -161,7 +182,11 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
     service_locks_lock = threading.Lock()
     templates = Jinja2Templates(directory=str(_PACKAGE / "templates"))
     templates.env.globals.update(verdict_labels=VERDICT_LABELS, load_labels=LOAD_LABELS,
-                                 max_mb=f"{config.max_upload_bytes / 1024 / 1024:.0f}", max_rows=f"{MAX_SHEET_ROWS:,}")
+                                 max_mb=f"{config.max_upload_bytes / 1024 / 1024:.0f}", max_rows=f"{MAX_SHEET_ROWS:,}",
+                                 contact=config.contact, heading_field=HEADING_FIELD,
+                                 column_titles=[(name, spellings[0]) for name, spellings in HEADINGS.items()])
+    templates.env.filters["london"] = lambda moment, layout="%d %b %Y %H:%M": local_time(moment).strftime(layout)
+    templates.env.filters["spoken_time"] = spoken_time
     app.mount("/static", StaticFiles(directory=str(_PACKAGE / "static")), name="static")
 
     @app.middleware("http")
@@ -354,6 +379,36 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
         refresh_load_status(store, config, [upload])
         return page(request, "result.html", {"upload": upload}, session=session)
 
+    @app.post("/uploads/{upload_id}/headings")
+    async def confirm_headings_form(request: Request, upload_id: str) -> Response:
+        """Remember the service's answer for each heading that looked misspelt, then check the sheet again."""
+        session = current(request)
+        if session is None:
+            return to_sign_in()
+        if session.is_staff:
+            return RedirectResponse("/report", status_code=303)
+        form = await request.form(max_files=0, max_fields=64, max_part_size=4096)
+        if not hmac.compare_digest(str(form.get(CSRF_FIELD, "")).encode(), session.csrf_token.encode()):
+            return _problem(request, templates, 403, "The form had expired. Open your upload again and choose again.",
+                            session)
+        upload = store.upload(session.service_id, upload_id)
+        if upload is None:
+            return _problem(request, templates, 404, "There is no upload with that reference in your service's "
+                            "history.", session)
+        choices = {heading["heading"]: (str(form.get(f"{HEADING_FIELD}{heading['cell']}")) or None)
+                   for heading in upload.headings
+                   if heading["how"] == "suggested" and form.get(f"{HEADING_FIELD}{heading['cell']}") is not None}
+        if not choices:
+            return page(request, "result.html", {"upload": upload, "confirm_error": "Choose an answer for each "
+                                                 "heading, then press Confirm and check again."}, 400, session)
+        try:
+            await run_in_threadpool(confirm_in_turn, upload, choices)
+        except SheetRefused as refusal:
+            return _problem(request, templates, refusal.status, refusal.message, session)
+        if runner is not None and upload.landing_path:
+            runner.submit(upload)
+        return RedirectResponse(f"/uploads/{upload.upload_id}", status_code=303)
+
     def process_in_turn(service_id: str, form: ReceivedForm) -> tuple[Upload, int]:
         """Judge one received sheet, one per service at a time: two identical sheets sent at the same moment are
         one accepted and one "already received", and the quota is checked against what is really kept."""
@@ -368,6 +423,13 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
                             config.portal.quota_bytes)
                 raise FormRefused(quota_full(kept, config.portal.quota_bytes), 507)
             return process_upload(store, config, service_id, form)
+
+    def confirm_in_turn(upload: Upload, choices: dict[str, str | None]) -> int:
+        """Confirm a waiting sheet's headings and judge it again, in turn with the service's other uploads."""
+        with service_locks_lock:
+            lock = service_locks.setdefault(upload.service_id, threading.Lock())
+        with lock:
+            return confirm_headings(store, config, upload, choices)
 
     async def _receive(request: Request, service_id: str,
                        check_token: Callable[[dict[str, str]], None]) -> tuple[Upload, int]:
@@ -515,6 +577,37 @@ def create_app(config: PortalConfig | None = None) -> FastAPI:
                                 refusal.status)
         except RateLimited as limited:
             return _too_many(request, templates, limited)
+        return JSONResponse(upload.as_json(), status)
+
+    @app.post("/api/uploads/{upload_id}/headings")
+    async def api_confirm_headings(request: Request, upload_id: str) -> Response:
+        """Confirm headings of a waiting sheet: {"headings": {"Date of Brith": "date_of_birth" or null}}."""
+        try:
+            service_id, denied = await run_in_threadpool(api_service, request, allow_session=False)
+        except RateLimited as limited:
+            return _too_many(request, templates, limited)
+        if denied is not None:
+            return denied
+        upload = store.upload(service_id, upload_id)
+        if upload is None:
+            return JSONResponse({"error": "no upload with that reference in your service's history"}, 404)
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) > MAX_CONFIRMATION_BYTES:
+            return JSONResponse({"error": f"send the answers as JSON of at most {MAX_CONFIRMATION_BYTES} bytes, with "
+                                          "a Content-Length"}, 413)
+        try:
+            body = await request.json()
+            choices = {str(heading): (str(column) if column else None)
+                       for heading, column in dict(body["headings"]).items()}
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": 'send {"headings": {"heading as in the sheet": "column name or null"}}'},
+                                400)
+        try:
+            status = await run_in_threadpool(confirm_in_turn, upload, choices)
+        except SheetRefused as refusal:
+            return JSONResponse({"error": refusal.message}, refusal.status)
+        if runner is not None and upload.landing_path:
+            runner.submit(upload)
         return JSONResponse(upload.as_json(), status)
 
     @app.get("/api/uploads")

@@ -27,9 +27,9 @@ import polars as pl
 
 from flows.pseudonymise import normalise_name
 from flows.sources.common import ROW_NUMBER, SNIFF_BYTES, ZIP_MAGIC, FeedFileError, check_zip, detect_encoding
-from flows.sources.vcse import FILE_SUFFIXES, read_vcse
+from flows.sources.vcse import FILE_SUFFIXES, HEADINGS, SUGGESTED, HeaderProblem, HeadingChoice, read_vcse
 from schemas.common import ROW_FIELD
-from schemas.vcse import VcseAttendance, validate_vcse_attendance
+from schemas.vcse import VcseAttendance, how_to_link, validate_vcse_attendance, why_unlinkable
 from sprx.portal.forms import sentence
 from sprx.portal.store import Problem
 
@@ -67,6 +67,10 @@ _ROW_FIXES = {
 _GENERIC_FIX = "Correct the row in your spreadsheet and upload the sheet again."
 
 
+# Row numbers listed per reason a row cannot be linked to a person (the count is always given).
+MAX_UNLINKABLE_ROWS_LISTED = 20
+
+
 class SheetRefused(Exception):
     """Nothing in the upload can be used; ``message`` says what is wrong and what was expected, ``status``
     is the HTTP status (400 a bad request, 415 not a sheet, 422 a sheet that cannot be used)."""
@@ -78,6 +82,15 @@ class SheetRefused(Exception):
         self.status = status
 
 
+class HeadingsRefused(SheetRefused):
+    """The header row lacks a required column; ``headings`` say how each heading found was read (a near
+    miss carries its suggestion, so the service can confirm it)."""
+
+    def __init__(self, message: str, headings: list[dict]) -> None:
+        super().__init__(message)
+        self.headings = headings
+
+
 @dataclass
 class Verdict:
     """The judgement of a readable sheet, with the counts the ingest will record."""
@@ -87,6 +100,13 @@ class Verdict:
     problems: list[Problem] = field(default_factory=list)
     problems_total: int = 0
     notes: list[str] = field(default_factory=list)
+    headings: list[dict] = field(default_factory=list)  # see describe_headings
+    unlinkable: list[dict] = field(default_factory=list)  # {reason, fix, count, rows}
+
+    @property
+    def headings_to_confirm(self) -> list[dict]:
+        """Headings that look misspelt and wait for the service to say how to read them."""
+        return [heading for heading in self.headings if heading["how"] == SUGGESTED]
 
     @property
     def rows_accepted(self) -> int:
@@ -334,14 +354,43 @@ def _repeat_keys(valid: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def judge_sheet(path: Path, received_on: dt.date) -> Verdict:
+def describe_headings(choices: list[HeadingChoice], row: int) -> list[dict]:
+    """Each heading as the pages show it: cell, the sheet's heading, the column it is read as (or None), how,
+    and for a near miss the column it looks like (``suggestion``, its name; ``suggestion_title``)."""
+    return [{"cell": f"{choice.letter}{row}", "letter": choice.letter, "heading": choice.heading,
+             "column": HEADINGS[choice.column][0] if choice.column else None, "how": choice.how,
+             "suggestion": choice.suggestion,
+             "suggestion_title": HEADINGS[choice.suggestion][0] if choice.suggestion else None}
+            for choice in choices]
+
+
+def _in_words(problem: Problem, field_name: str, sheet, value: str | None) -> Problem:
+    """A problem told in the sheet's own words: its heading, the cell, and the value typed (not an identifier)."""
+    found = sheet.heading_of(field_name) if field_name != ROW_FIELD else None
+    if found is None:
+        return problem
+    letter, heading = found
+    reason = problem.reason
+    if reason.startswith(problem.column) and heading:
+        reason = f"'{heading}'{reason[len(problem.column):]}"
+    if value is not None and value != "":
+        reason = f"{reason.rstrip('.')}: the cell says “{value}”."
+    return Problem(problem.row, heading or problem.column, reason, problem.fix, cell=f"{letter}{problem.row}",
+                   value=value)
+
+
+def judge_sheet(path: Path, received_on: dt.date, remembered: dict[str, str | None] | None = None) -> Verdict:
     """Read and validate a stored sheet exactly as the VCSE ingest will; SheetRefused for a file-level problem.
 
-    ``path`` must sit in a folder named for the service, with a .csv or .xlsx suffix matching its content."""
+    ``path`` must sit in a folder named for the service, with a .csv or .xlsx suffix matching its content;
+    ``remembered``: the headings the service confirmed (as the ingest reads them)."""
     verdict = Verdict()
     first_rows: dict[tuple, int] = {}
+    unlinkable: dict[str, list[int]] = {}
     try:
-        sheet = read_vcse(path, chunk_rows=CHUNK_ROWS)
+        sheet = read_vcse(path, chunk_rows=CHUNK_ROWS, remembered=remembered)
+        verdict.headings = describe_headings(sheet.headings, sheet.header_row_number)
+        in_sheet = frozenset(choice.column for choice in sheet.headings if choice.column)
         for chunk in sheet:
             verdict.rows_received += chunk.height
             if verdict.rows_received > MAX_SHEET_ROWS:
@@ -350,22 +399,36 @@ def judge_sheet(path: Path, received_on: dt.date) -> Verdict:
             validated = validate_vcse_attendance(chunk, extract_date=received_on)
             rejected = validated.rejected
             verdict.rows_with_problems += rejected.get_column(ROW_NUMBER).n_unique()
-            for row_number, field_name, reason in rejected.select(ROW_NUMBER, "field", "reason").iter_rows():
+            for row_number, field_name, reason, value in rejected.select(
+                    ROW_NUMBER, "field", "reason", pl.col("value").cast(pl.String)).iter_rows():
                 problem = explain(field_name, reason)
-                verdict.add(Problem(row_number, problem.column, problem.reason, problem.fix))
+                verdict.add(_in_words(Problem(row_number, problem.column, problem.reason, problem.fix), field_name,
+                                      sheet, value))
+            repeated: set[int] = set()
             for row_number, *key in _repeat_keys(validated.valid).iter_rows():
                 first = first_rows.setdefault(tuple(key), row_number)
                 if first != row_number:
+                    repeated.add(row_number)
                     verdict.rows_with_problems += 1
                     verdict.add(Problem(row_number, "Whole row",
                                         f"The same person, session and activity are already on row {first}.",
                                         "Remove the repeated row."))
+            reasons = validated.valid.select(ROW_NUMBER, why_unlinkable(in_sheet).alias("reason"))
+            for row_number, reason in reasons.drop_nulls("reason").iter_rows():
+                if row_number not in repeated:
+                    unlinkable.setdefault(reason, []).append(row_number)
+    except HeaderProblem as problem:
+        raise HeadingsRefused(str(problem), describe_headings(problem.choices, problem.header_row_number)) from None
     except FeedFileError as problem:
         raise SheetRefused(str(problem)) from None
     if verdict.rows_received == 0:
         raise SheetRefused("the sheet has a header row but no attendance rows; expected one row per person per "
                            "session below the header")
     verdict.problems.sort(key=lambda problem: problem.row)
+    verdict.unlinkable = [
+        {"reason": sentence(reason[:1].upper() + reason[1:]), "fix": how_to_link(reason), "count": len(rows),
+         "rows": rows[:MAX_UNLINKABLE_ROWS_LISTED]}
+        for reason, rows in sorted(unlinkable.items(), key=lambda item: -len(item[1]))]
     verdict.notes.extend(sheet.notices)
     if sheet.stated_total is not None:
         verdict.notes.append(f"The totals row (row {sheet.totals_row_number}) says {sheet.stated_total}; it is not "

@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "SPRX_PORTAL_INGEST_ON_UPLOAD, SPRX_PORTAL_RATE_LIMIT, SPRX_PORTAL_SIGN_IN_RATE_LIMIT, "
             "SPRX_PORTAL_UPLOAD_RATE_LIMIT, SPRX_PORTAL_QUOTA_BYTES, SPRX_PORTAL_REQUEST_TIMEOUT_SECONDS, "
             "SPRX_PORTAL_KEEP_ALIVE_SECONDS, SPRX_PORTAL_MAX_CONNECTIONS, SPRX_PORTAL_TRUSTED_PROXIES, "
-            "SPRX_PORTAL_HSTS. See docs/services.md."
+            "SPRX_PORTAL_HSTS, SPRX_PORTAL_CONTACT. See docs/services.md."
         ),
     )
     parser.add_argument("--host", help="address to listen on (default SPRX_PORTAL_HOST or 127.0.0.1)")

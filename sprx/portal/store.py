@@ -90,7 +90,8 @@ create table if not exists uploads (
     landing_path text,
     load_status text,
     load_message text,
-    file_id integer
+    file_id integer,
+    details text not null default '{}'  -- JSON: how each heading was read, rows that cannot be followed up
 );
 create index if not exists uploads_by_service on uploads (service_id, received_at);
 """
@@ -152,6 +153,8 @@ class Problem:
     column: str
     reason: str
     fix: str
+    cell: str = ""  # the spreadsheet cell (C6), when the problem is in one column
+    value: str | None = None  # what was typed, only when it is not an identifier
 
 
 @dataclass
@@ -159,10 +162,12 @@ class Upload:
     """One sheet a service sent and what became of it (counts and reasons only, never a patient identifier).
 
     ``verdict``: ``accepted`` (every row fine), ``accepted_with_problems`` (some rows need fixing; the
-    rest load), ``refused`` (nothing could be used; the message says why) or ``duplicate`` (the same
-    bytes were accepted before). ``load_status``: None when the sheet was not landed; ``queued`` when
-    it waits in landing/ for the ingest; ``loading``; then the ingest's own status from
-    ``audit.file_loads`` (``loaded``, ``rejected`` ...).
+    rest load), ``refused`` (nothing could be used; the message says why), ``duplicate`` (the same
+    bytes were accepted before, or the warehouse already holds them) or ``needs_confirmation`` (a
+    heading looks misspelt: the sheet waits, not landed, until the service confirms how to read it).
+    ``load_status``: None when the sheet was not landed; ``queued`` when it waits in landing/ for the
+    ingest; ``loading``; then the ingest's own status from ``audit.file_loads`` (``loaded``,
+    ``rejected`` ...).
     """
 
     upload_id: str
@@ -185,6 +190,10 @@ class Upload:
     load_status: str | None = None
     load_message: str | None = None
     file_id: int | None = None
+    # How each heading of the sheet was read: {letter, heading, column (a title or None), how, suggestion}.
+    headings: list[dict] = field(default_factory=list)
+    # Rows that load but cannot be linked to a person: {reason, fix, count, rows (the first few)}.
+    unlinkable: list[dict] = field(default_factory=list)
 
     @property
     def queued(self) -> bool:
@@ -211,6 +220,8 @@ class Upload:
             "queued_for_loading": self.queued,
             "load_status": self.load_status,
             "load_message": self.load_message,
+            "headings": self.headings,
+            "unlinkable": self.unlinkable,
         }
 
 
@@ -229,6 +240,9 @@ class PortalStore:
             columns = {row["name"] for row in connection.execute("pragma table_info(services)")}
             if "role" not in columns:  # a portal.sqlite3 made before staff accounts existed
                 connection.execute(f"alter table services add column role text not null default '{SERVICE_ROLE}'")
+            uploads = {row["name"] for row in connection.execute("pragma table_info(uploads)")}
+            if "details" not in uploads:  # a portal.sqlite3 made before headings were recorded
+                connection.execute("alter table uploads add column details text not null default '{}'")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -398,6 +412,7 @@ class PortalStore:
             "received_at": _text(upload.received_at),
             "problems": json.dumps([vars(problem) for problem in upload.problems]),
             "notes": json.dumps(upload.notes),
+            "details": json.dumps({"headings": upload.headings, "unlinkable": upload.unlinkable}),
         }
         names = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -447,4 +462,6 @@ def _upload(row: sqlite3.Row) -> Upload:
     values["received_at"] = dt.datetime.fromisoformat(values["received_at"])
     values["problems"] = [Problem(**problem) for problem in json.loads(values["problems"])]
     values["notes"] = json.loads(values["notes"])
+    details = json.loads(values.pop("details", None) or "{}")
+    values["headings"], values["unlinkable"] = details.get("headings", []), details.get("unlinkable", [])
     return Upload(**values)

@@ -22,14 +22,25 @@ import subprocess
 import sys
 import threading
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 
 from flows.lock import WarehouseBusy, warehouse_lock
+from flows.sources.vcse import HEADINGS, remember_headings, remembered_headings
 from sprx.permissions import open_private, private_dir, private_file
-from sprx.portal.checks import SheetRefused, check_file_name, check_workbook, content_kind, judge_sheet
+from sprx.portal.checks import (
+    HeadingsRefused,
+    SheetRefused,
+    check_file_name,
+    check_workbook,
+    content_kind,
+    judge_sheet,
+)
 from sprx.portal.forms import ReceivedForm, sentence
 from sprx.portal.store import PortalStore, Upload, utc_now
 from sprx.settings import PortalSettings, Settings, get_portal_settings, get_settings
@@ -39,8 +50,22 @@ MAX_DISPLAY_NAME = 100
 # Longest a triggered ingest may run before the portal stops waiting for it.
 INGEST_TIMEOUT_SECONDS = 30 * 60
 # Told to a service whose triggered load did not happen (the reason goes to the server log only).
-LOAD_DEFERRED = ("Your sheet is safely queued; it could not be loaded just now and will load on the next "
-                 "scheduled run.")
+LOAD_DEFERRED = ("Your sheet is safely kept and waiting; it could not be loaded just now and will load at the "
+                 "next scheduled time.")
+# Most headings one confirmation may answer, and the longest heading remembered (a register has about ten).
+MAX_HEADINGS_CONFIRMED = 50
+MAX_HEADING_LENGTH = 200
+# The time zone every time on the pages is shown in (the services' own clocks: GMT in winter, BST in summer).
+LOCAL_TIME_ZONE = ZoneInfo("Europe/London")
+# What a service is told about the outcome of a load, by the status the ingest recorded (its own message
+# speaks to the data team; a rejection's reason is passed on, in plain words).
+LOAD_MESSAGES = {
+    "loaded": "Loaded: the accepted rows now count for your service.",
+    "duplicate": "Already received: a sheet with exactly the same content had been received before, so nothing "
+                 "new was loaded and nothing is counted twice.",
+    "superseded": "Not used: a newer sheet from your service is already loaded.",
+    "held": "Waiting for the data team to check it before it is loaded.",
+}
 
 log = logging.getLogger("sprx.portal")
 
@@ -84,6 +109,11 @@ class PortalConfig:
         return self.portal.ingest_on_upload
 
     @property
+    def contact(self) -> str:
+        """Who services contact for help (SPRX_PORTAL_CONTACT), on Help and every error page."""
+        return self.portal.contact
+
+    @property
     def portal_dir(self) -> Path:
         """The portal's own folder: portal.sqlite3, uploads/, incoming/."""
         return self.settings.portal_dir
@@ -112,6 +142,17 @@ class PortalConfig:
         """A new, unused path for a sheet that is arriving."""
         private_dir(self.incoming_dir)
         return self.incoming_dir / f".{secrets.token_hex(16)}.part"
+
+
+def local_time(moment: datetime) -> datetime:
+    """A time the portal recorded (UTC) as the clock in England showed it."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(LOCAL_TIME_ZONE)
+
+
+def spoken_time(moment: datetime) -> str:
+    """A time in words as the clock in England showed it: '3 June 2026 at 14:05 (BST)'."""
+    local = local_time(moment)
+    return f"{local.day} {local:%B %Y at %H:%M} ({local:%Z})"
 
 
 def display_name(name: str | None) -> str:
@@ -146,24 +187,23 @@ def process_upload(store: PortalStore, config: PortalConfig, service_id: str, fo
         if kind == "xlsx":
             check_workbook(stored)
         earlier = store.accepted_with_digest(service_id, form.sha256)
+        held = None if earlier is not None else warehouse_holds(config, form.sha256)
         if earlier is not None:
             upload.verdict, status = "duplicate", 200
-            upload.message = (f"You already sent this exact file on {earlier.received_at:%d %B %Y at %H:%M} UTC "
-                              f"(upload {earlier.upload_id}); nothing new to load.")
+            upload.message = (f"Already received: you sent exactly this file on {spoken_time(earlier.received_at)} "
+                              f"(reference {earlier.upload_id}). There is nothing new to load.")
+            upload.stored_path = _discard(config, upload.stored_path)
+        elif held:
+            upload.verdict, status = "duplicate", 200
+            upload.message = ("Already received: exactly this sheet has already been received and counted. There "
+                              "is nothing new to load.")
             upload.stored_path = _discard(config, upload.stored_path)
         else:
-            verdict = judge_sheet(stored, upload.received_at.date())
-            upload.rows_received, upload.rows_accepted = verdict.rows_received, verdict.rows_accepted
-            upload.rows_with_problems = verdict.rows_with_problems
-            upload.problems, upload.problems_total = verdict.problems, verdict.problems_total
-            upload.notes = verdict.notes
-            if not verdict.rows_accepted:
-                raise SheetRefused(f"none of the {verdict.rows_received} rows can be loaded: every row has a problem "
-                                   "(listed below). Fix them in your spreadsheet and upload the sheet again")
-            upload.verdict = "accepted_with_problems" if verdict.rows_with_problems else "accepted"
-            upload.message = _accepted_message(upload)
-            upload.landing_path = land(config, upload, stored)
-            upload.load_status = "queued"
+            status = judge_and_land(store, config, upload, stored)
+    except HeadingsRefused as refusal:  # kept while the service is asked about a heading, else deleted
+        upload.verdict, status = _headings_refused(upload, refusal)
+        if upload.verdict == "refused":
+            upload.stored_path = _discard(config, upload.stored_path)
     except SheetRefused as refusal:
         upload.verdict, upload.message, status = "refused", refusal.message, refusal.status
         upload.stored_path = _discard(config, upload.stored_path)
@@ -182,6 +222,86 @@ def process_upload(store: PortalStore, config: PortalConfig, service_id: str, fo
     return upload, status
 
 
+def judge_and_land(store: PortalStore, config: PortalConfig, upload: Upload, stored: Path) -> int:
+    """Judge a kept sheet with the service's remembered headings; land it unless a heading waits for
+    confirmation. Fills in the upload (not saved) and returns the HTTP status; SheetRefused as judge_sheet."""
+    # the day in UTC, as the ingest takes it from the landed file's time, so both reach the same verdict
+    verdict = judge_sheet(stored, upload.received_at.date(),
+                          remembered_headings(config.home, upload.service_id))
+    upload.rows_received, upload.rows_accepted = verdict.rows_received, verdict.rows_accepted
+    upload.rows_with_problems = verdict.rows_with_problems
+    upload.problems, upload.problems_total = verdict.problems, verdict.problems_total
+    upload.notes, upload.headings, upload.unlinkable = verdict.notes, verdict.headings, verdict.unlinkable
+    if not verdict.rows_accepted and not verdict.headings_to_confirm:
+        raise SheetRefused(f"none of the {verdict.rows_received} rows can be loaded: every row has a problem "
+                           "(listed below). Fix them in your spreadsheet and upload the sheet again")
+    if verdict.headings_to_confirm:
+        upload.verdict = "needs_confirmation"
+        names = ", ".join(f"“{heading['heading']}”" for heading in verdict.headings_to_confirm)
+        upload.message = (f"Please check {'this heading' if len(verdict.headings_to_confirm) == 1 else 'these headings'}"
+                          f" before your sheet is loaded: {names}. Nothing has been loaded yet.")
+        return 202
+    upload.verdict = "accepted_with_problems" if verdict.rows_with_problems else "accepted"
+    upload.message = _accepted_message(upload)
+    upload.landing_path = land(config, upload, stored)
+    upload.load_status = "queued"
+    return 201
+
+
+def _headings_refused(upload: Upload, refusal: HeadingsRefused) -> tuple[str, int]:
+    """Record a sheet whose headings lack a required column: waiting for an answer when a heading looks like it
+    (the page asks), else refused. Returns the verdict and the HTTP status."""
+    upload.headings = refusal.headings
+    upload.message = refusal.message.replace("or confirm it on the upload portal", "or answer the question below")
+    if any(heading["how"] == "suggested" for heading in refusal.headings):
+        return "needs_confirmation", 202
+    return "refused", refusal.status
+
+
+def confirm_headings(store: PortalStore, config: PortalConfig, upload: Upload,
+                     choices: Mapping[str, str | None]) -> int:
+    """Remember how the service reads some headings (heading as written -> column name, None: not used), then
+    judge the waiting sheet again and land it when nothing else waits; returns the HTTP status."""
+    if upload.verdict != "needs_confirmation" or not upload.stored_path:
+        raise SheetRefused("this sheet is not waiting for its headings to be confirmed", 409)
+    unknown = [column for column in choices.values() if column is not None and column not in HEADINGS]
+    if unknown or not choices or len(choices) > MAX_HEADINGS_CONFIRMED or any(
+            len(heading) > MAX_HEADING_LENGTH for heading in choices):
+        raise SheetRefused(f"give each heading as the sheet writes it and a column name from the template "
+                           f"({', '.join(HEADINGS)}), or null for 'do not use'", 400)
+    remember_headings(config.home, upload.service_id, choices, confirmed_by=f"portal upload {upload.upload_id}")
+    status = 201
+    try:
+        status = judge_and_land(store, config, upload, config.portal_dir / upload.stored_path)
+    except HeadingsRefused as refusal:
+        upload.verdict, status = _headings_refused(upload, refusal)
+    except SheetRefused as refusal:
+        upload.verdict, upload.message, status = "refused", refusal.message, refusal.status
+    if upload.verdict == "refused":  # as any refused sheet: only its record is kept
+        upload.stored_path = _discard(config, upload.stored_path)
+    store.save_upload(upload)
+    log.info("upload %s by %s: headings confirmed, %s", upload.upload_id, upload.service_id, upload.verdict)
+    return status
+
+
+def warehouse_holds(config: PortalConfig, sha256: str | None) -> bool:
+    """True when the pipeline has already received a file with exactly these bytes (loaded or a duplicate).
+
+    Read-only and under the pipeline's lock taken without waiting, as refresh_load_status; while a run holds
+    the warehouse, this says no, and the ingest itself then records the sheet as a duplicate."""
+    if not sha256 or not config.warehouse_path.exists():
+        return False
+    try:
+        with (warehouse_lock(config.home, "portal: reading audit.file_loads", 0),
+              duckdb.connect(str(config.warehouse_path), read_only=True) as connection):
+            row = connection.execute("select count(*) from audit.file_loads where sha256 = ? and source = 'vcse' "
+                                     "and status in ('loaded', 'duplicate')", [sha256]).fetchone()
+    except (WarehouseBusy, duckdb.Error) as error:
+        log.info("audit.file_loads not readable now: %s", type(error).__name__)
+        return False
+    return bool(row and row[0])
+
+
 def _accepted_message(upload: Upload) -> str:
     """The one-line summary of an accepted sheet."""
     received = f"{upload.rows_received} row{'' if upload.rows_received == 1 else 's'}"
@@ -189,7 +309,7 @@ def _accepted_message(upload: Upload) -> str:
         return f"All {received} accepted. Thank you."
     return (f"{upload.rows_accepted} of {received} accepted; {upload.rows_with_problems} need"
             f"{'s' if upload.rows_with_problems == 1 else ''} fixing (listed below). Fix them in your spreadsheet "
-            "and upload the corrected sheet: it replaces the rows it repeats.")
+            "and upload the whole corrected sheet: it replaces the sessions it repeats, so nothing is counted twice.")
 
 
 def _keep(config: PortalConfig, upload: Upload, incoming: Path, suffix: str) -> str:
@@ -257,8 +377,19 @@ def refresh_load_status(store: PortalStore, config: PortalConfig, uploads: list[
     for upload in waiting:
         row = found[upload.upload_id]
         if row is not None:
-            upload.file_id, upload.load_status, upload.load_message = row[0], row[1], sentence(row[2] or row[1])
+            upload.file_id, upload.load_status = row[0], row[1]
+            upload.load_message = LOAD_MESSAGES.get(row[1]) or sentence(
+                f"Not loaded: {plain_words(row[2] or row[1])}")
             store.save_upload(upload)
+
+
+def plain_words(text: str) -> str:
+    """The ingest's words for a data team made plain for a service."""
+    for technical, plain in (("the file's extract date", "the day the sheet was sent"),
+                             ("the extract date", "the day the sheet was sent"), ("extract date", "day sent"),
+                             ("the warehouse", "the ICS's records"), ("bytes", "content")):
+        text = text.replace(technical, plain)
+    return text
 
 
 class IngestRunner:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from sprx.portal.app import create_app
 from sprx.portal.uploads import PortalConfig
+from sprx.settings import SAMPLE_FEEDS_DIR
 
 # A sheet every row of which is fine (NHS numbers from the never-issued test range).
 GOOD_CSV = (
@@ -34,8 +35,26 @@ BAD_CSV = (
     "10/06/2026,Walk,N,,Jo,Smith,01/01/1980,,\n"
     "03/06/2026,walk,Y,999-291-4173,ZOE,hughes,17/08/1972,m41 9jd,7\n"
 ).encode("utf-8")
-# The problems BAD_CSV has, as (row, column) pairs.
-BAD_PROBLEMS = {(3, "Attended"), (4, "Session Date"), (4, "NHS Number"), (5, "Wellbeing"), (7, "Whole row")}
+# The problems BAD_CSV has, as (row, column) pairs, the column named by the sheet's own heading.
+BAD_PROBLEMS = {(3, "Attended"), (4, "Date"), (4, "NHS Number"), (5, "Wellbeing"), (7, "Whole row")}
+
+
+# The sample's walking-group register for April 2026 (issue 14's case), saved by Excel on Windows.
+REGISTER = SAMPLE_FEEDS_DIR / "vcse" / "trafford-walking-for-health" / "april-2026-register.csv"
+ENCODING = "cp1252"
+# Who services are told to contact, in the portals these tests make.
+CONTACT = "Trafford data team, sprx-help@example.nhs.uk, 0161 000 0000"
+
+
+def misspelt(register: bytes, heading: str, wrong: str) -> bytes:
+    """The register with one heading (in the header row only) spelt wrongly."""
+    lines = register.decode(ENCODING).splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if heading in line.rstrip("\r\n").split(","))
+    ending = lines[index][len(lines[index].rstrip("\r\n")):]
+    cells = lines[index].rstrip("\r\n").split(",")
+    cells[cells.index(heading)] = wrong
+    lines[index] = ",".join(cells) + ending
+    return "".join(lines).encode(ENCODING)
 
 
 def xlsx(rows: list[list[object]], *, title_rows: int = 0) -> bytes:
@@ -98,10 +117,11 @@ class Portal:
         return re.search(r'name="csrf_token" value="([^"]+)"', client.get(expect).text).group(1)
 
 
-def make_portal(home: Path, *, max_upload_bytes: int = 10 * 1024 * 1024, ingest_on_upload: bool = False) -> Portal:
-    """A portal on `home` with services walks (A) and sheds (B)."""
+def make_portal(home: Path, *, max_upload_bytes: int = 10 * 1024 * 1024, ingest_on_upload: bool = False,
+                **settings: object) -> Portal:
+    """A portal on `home` with services walks (A) and sheds (B); `settings`: other PortalSettings fields."""
     config = PortalConfig.for_home(home, max_upload_bytes=max_upload_bytes, session_minutes=60,
-                                   ingest_on_upload=ingest_on_upload)
+                                   ingest_on_upload=ingest_on_upload, contact=CONTACT, **settings)
     app = create_app(config)
     credential_a = app.state.store.add_service("walks", "Trafford Walks")
     credential_b = app.state.store.add_service("sheds", "Partington Men in Sheds")

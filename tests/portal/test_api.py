@@ -238,7 +238,7 @@ def test_the_same_file_twice_is_recognised_and_not_landed_again(portal: Portal) 
     assert portal.api_upload("june.csv", GOOD_CSV).status_code == 201
     again = portal.api_upload("june (1).csv", GOOD_CSV)
     assert again.status_code == 200 and again.json()["verdict"] == "duplicate"
-    assert "already sent this exact file" in again.json()["message"]
+    assert "you sent exactly this file" in again.json()["message"]
     assert len(portal.landing_files()) == 1
 
 

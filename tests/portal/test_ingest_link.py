@@ -94,3 +94,18 @@ def test_an_accepted_upload_starts_the_vcse_ingest_when_asked(sprx_home: Path, m
         reasons = connection.execute("select row_number from audit.rejected_rows order by 1").fetchall()
     assert (received, loaded, rejected) == (body["rows_received"], body["rows_accepted"], body["rows_with_problems"])
     assert sorted({row for (row,) in reasons}) == sorted({p["row"] for p in body["problems"]})
+
+
+def test_the_template_with_its_wellbeing_answers_loads_every_ons4_column(sprx_home: Path) -> None:
+    from sprx.portal.app import template_csv, template_xlsx
+
+    portal = make_portal(sprx_home)
+    for name, content in (("template.csv", template_csv()), ("template.xlsx", template_xlsx())):
+        body = portal.api_upload(name, content).json()
+        assert body["verdict"] == "accepted" and body["rows_accepted"] == 1, body
+        assert {h["column"] for h in body["headings"]} >= {"Life Satisfaction", "Worthwhile", "Happiness", "Anxiety"}
+        ingest(sources=("vcse",))
+    with duckdb.connect(str(sprx_home / "warehouse.duckdb"), read_only=True) as connection:
+        rows = connection.execute("select wellbeing_score, wellbeing_worthwhile, wellbeing_happiness, "
+                                  "wellbeing_anxiety from raw.vcse_attendances").fetchall()
+    assert rows == [(7, 8, 6, 3)]  # the template's example row, once: the second upload restates its session

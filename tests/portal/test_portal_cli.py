@@ -75,6 +75,10 @@ def test_portal_settings_come_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("SPRX_PORTAL_INGEST_ON_UPLOAD", "1")
     changed = get_portal_settings()
     assert changed.max_upload_bytes == 1048576 and changed.ingest_on_upload
+    monkeypatch.delenv("SPRX_PORTAL_CONTACT", raising=False)
+    assert "data team" in get_portal_settings().contact  # a sensible default until it is set
+    monkeypatch.setenv("SPRX_PORTAL_CONTACT", "Trafford data team, 0161 000 0000")
+    assert get_portal_settings().contact == "Trafford data team, 0161 000 0000"
     monkeypatch.setenv("SPRX_PORTAL_PORT", "eighty")
     with pytest.raises(SettingsError, match="SPRX_PORTAL_PORT"):
         get_portal_settings()

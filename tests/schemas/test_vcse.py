@@ -79,7 +79,7 @@ CASES = [
     pytest.param({"wellbeing_score": "0"}, None, None, id="wellbeing-0"),
     pytest.param({"wellbeing_score": "10"}, None, None, id="wellbeing-10"),
     # Wellbeing above the scale.
-    pytest.param({"wellbeing_score": "11"}, "wellbeing_score", "Wellbeing is out of range", id="wellbeing-11"),
+    pytest.param({"wellbeing_score": "11"}, "wellbeing_score", "Life Satisfaction is out of range", id="wellbeing-11"),
     # Wellbeing below the scale.
     pytest.param({"wellbeing_score": "-1"}, "wellbeing_score", "is out of range", id="wellbeing-minus"),
     # Wellbeing far beyond a small integer is still "out of range", not an overflow.

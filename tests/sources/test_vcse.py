@@ -81,6 +81,9 @@ def test_any_accepted_spelling_in_any_order(tmp_path: Path) -> None:
         "date_of_birth": "17/08/1972",
         "postcode": "M41 9JD",
         "wellbeing_score": "7",
+        "wellbeing_worthwhile": None,
+        "wellbeing_happiness": None,
+        "wellbeing_anxiety": None,
         "notes": "came late",
         "_parse_error": None,
     }

@@ -1,5 +1,5 @@
 -- One row per VCSE service, session date, activity and attendee, as the service's latest sheet
--- states it (a corrected sheet replaces the rows it restates; raw keeps the latest). Rows that
+-- states it (a corrected sheet replaces each session it restates whole; raw keeps the latest). Rows that
 -- cannot be linked to a person are kept: they still count as activity.
 -- Incremental (dbt_project.yml): a build takes only the raw rows written by files loaded since the
 -- last build (the ingest stamps every inserted or restated row with its file's id, and file ids
@@ -47,6 +47,9 @@ final as (
         cast(session_age as integer) as age_at_session,
         session_age_band as age_band_at_session,
         cast(wellbeing_score as integer) as wellbeing_score,
+        cast(wellbeing_worthwhile as integer) as wellbeing_worthwhile,
+        cast(wellbeing_happiness as integer) as wellbeing_happiness,
+        cast(wellbeing_anxiety as integer) as wellbeing_anxiety,
         received_at,
         file_id,
         row_number as file_row_number

@@ -14,6 +14,7 @@
     ref('pub_referral_funnel_by_group'),
     ref('pub_frequent_callers_monthly'),
     ref('pub_vcse_activity'),
+    ref('pub_vcse_wellbeing_by_service'),
     ref('pub_data_quality'),
     ref('pub_data_quality_reasons'),
     ref('pub_data_quality_coding'),
