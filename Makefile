@@ -3,7 +3,7 @@
 #   make test   install into .venv with the test tools (and Debian's Chromium for the portal's
 #               browser tests, saying so first, and axe-core from npm for their accessibility
 #               check), then run the whole test suite
-#   make test-faults  the fault-injection suite (tests/faults), about 15 minutes
+#   make test-faults  the fault-injection suite (tests/faults), 45 minutes or more: run on demand
 # Every install takes the exact versions in requirements.lock / requirements-test.lock;
 # `make lock` recompiles both from pyproject.toml after a dependency changes.
 PYTHON ?= python3
