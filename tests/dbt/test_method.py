@@ -10,7 +10,6 @@ marked `method` and left out of the default suite (see pyproject.toml).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import duckdb
@@ -19,7 +18,8 @@ import pytest
 from flows.build import build
 from flows.ingest import ingest
 from sprx.synthetic import Parameters, generate
-from tests.dbt.conftest import SAMPLE_KEY, land
+from tests.conftest import TEST_KEY
+from tests.dbt.conftest import land
 
 pytestmark = [pytest.mark.method, pytest.mark.usefixtures("prefect_harness")]
 
@@ -40,7 +40,7 @@ def generated(tmp_path_factory) -> tuple[Path, dict]:
     land(root / "feeds", home)
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("SPRX_HOME", str(home))
-    monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", SAMPLE_KEY)
+    monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", TEST_KEY)
     try:
         ingest()
         build()
