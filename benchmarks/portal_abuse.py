@@ -153,7 +153,7 @@ def check_workbooks(folder: Path) -> list[dict]:
         tracemalloc.stop()
         results.append({"workbook": name, "packed_kib": round(len(content) / 1024), "check": verdict,
                         "check_seconds": round(seconds, 3), "check_peak_mib": round(peak / 1024 / 1024, 1)})
-    reader = ("import sys, resource; from flows.sources.vcse import read_vcse\n"
+    reader = ("import sys, resource; from sprx.readers.vcse import read_vcse\n"
               "rows = sum(chunk.height for chunk in read_vcse(sys.argv[1]))\n"
               "print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
     service = folder / "vcse" / "bench"

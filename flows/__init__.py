@@ -1,1 +1,1 @@
-"""Prefect flows: landing → raw. Source-specific parsing lives in ``flows.sources``."""
+"""Prefect flows: landing → raw. Feed readers live in ``sprx.readers``, the contracts in ``schemas``."""

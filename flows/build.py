@@ -4,7 +4,8 @@
 
 dbt runs in this process through its programmatic runner (``dbtRunner``), with the project and
 its profile in ``dbt_project/``; the profile reads ``SPRX_HOME`` and opens
-``$SPRX_HOME/warehouse.duckdb``. dbt's run artefacts (``target/``: manifest, run results) and logs
+``$SPRX_HOME/warehouse.duckdb``, bounded by the same DuckDB memory limit, threads and spill folder as
+every pipeline connection (``flows.warehouse.duckdb_settings``). dbt's run artefacts (``target/``: manifest, run results) and logs
 go to ``$SPRX_HOME/dbt/``, beside the warehouse they describe, so two homes never share them.
 Tasks return counts and node names only, never data rows. A build with any failed model or test
 fails the flow, after the report is published.
@@ -25,7 +26,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.lock import warehouse_lock
-from flows.warehouse import connect, utc_now
+from flows.warehouse import connect, duckdb_settings, utc_now
 from sprx.permissions import private_umask
 from sprx.settings import DBT_PROJECT_DIR, get_settings
 
@@ -127,7 +128,10 @@ def invoke_dbt(arguments: list[str], home: Path):
     """Run one dbt command in-process against home's warehouse; returns dbt's own result object."""
     from dbt.cli.main import dbtRunner  # imported here: dbt's import is slow and sets up its logging
 
-    with _environment(SPRX_HOME=str(home)), private_umask():  # the warehouse's log, dbt's files: owner-only
+    bounds = duckdb_settings(get_settings())  # the profile reads them: dbt's connection is bounded like the others
+    with _environment(SPRX_HOME=str(home), SPRX_DUCKDB_MEMORY_LIMIT=bounds["memory_limit"],
+                      SPRX_DUCKDB_THREADS=bounds["threads"], SPRX_DUCKDB_TEMP_DIRECTORY=bounds["temp_directory"]), \
+            private_umask():  # the warehouse's log, dbt's files: owner-only
         return dbtRunner().invoke(arguments)
 
 

@@ -29,7 +29,8 @@ from flows.archive import (ARCHIVED_STATUSES, ArchiveChanged, archive_dir, archi
 from flows.lock import warehouse_lock
 from flows.load import SOURCES, Delivery, FileChanged, FileResult, Loader, file_sha256, file_signature
 from flows.pseudonymise import load_key, verify_key
-from flows.warehouse import close_abandoned_runs, connect, is_busy_error, record_stage, utc_now
+from flows.warehouse import (close_abandoned_runs, connect, is_busy_error, record_duckdb_settings, record_stage,
+                             utc_now)
 from sprx.output import progress_advance, progress_begin, progress_end
 from sprx.permissions import private_dir, private_file, private_umask
 from sprx.settings import Settings, get_settings
@@ -314,6 +315,7 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
 
     connection = connect(settings.warehouse_path)
     try:
+        record_duckdb_settings(connection, "ingest")
         loader = Loader(connection, key, run_id=run_id, home=settings.home)
         for delivery in sorted(deliveries, key=_order):
             accepted = delivery.relative in accept

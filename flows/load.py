@@ -22,16 +22,16 @@ import polars as pl
 
 from flows.pseudonymise import (add_geography, age_columns, identity_tokens, london_to_utc, normalise_name,
                                 verify_key)
-from flows.sources import ambulance as ambulance_source
-from flows.sources import emis as emis_source
-from flows.sources import systmone as systmone_source
-from flows.sources import vcse as vcse_source
-from flows.sources.common import FeedFileError
 from schemas.ambulance import validate_ambulance_incident
-from schemas.common import Validated
 from schemas.emis import validate_emis
+from schemas.results import Validated
 from schemas.systmone import validate_systmone_appointment, validate_systmone_code, validate_systmone_patient
 from schemas.vcse import how_to_link, validate_vcse_attendance, why_unlinkable
+from sprx.readers import ambulance as ambulance_source
+from sprx.readers import emis as emis_source
+from sprx.readers import systmone as systmone_source
+from sprx.readers import vcse as vcse_source
+from sprx.readers.frames import FeedFileError
 
 # An EMIS export that would drop more than this share of a practice's registered patients is
 # held until released with `sprx ingest --accept FILE` (a truncated export must not empty a list).

@@ -54,7 +54,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.lock import warehouse_lock
-from flows.warehouse import utc_now
+from flows.warehouse import bound, utc_now
 from sprx.settings import DBT_PROJECT_DIR, get_settings
 
 # The schema of the pipeline's warehouse that analysts get, and its name in their copy.
@@ -100,7 +100,7 @@ def check_last_build(warehouse: Path) -> str:
 
     A build that failed, or was killed (recorded "running", or "abandoned" once the next stage found it),
     may have replaced some published tables and not others: that schema is never copied to analysts."""
-    with duckdb.connect(str(warehouse)) as connection:
+    with bound(duckdb.connect(str(warehouse))) as connection:
         last = connection.execute(
             "select run_id, status, started_at from audit.pipeline_runs where stage = 'build' "
             "order by started_at desc, run_id desc limit 1").fetchone()
@@ -237,7 +237,7 @@ def export_release(warehouse: Path, staging: Path) -> dict[str, int]:
     (staging / "parquet").mkdir(parents=True)
     (staging / "csv").mkdir()
     counts: dict[str, int] = {}
-    connection = duckdb.connect()
+    connection = bound(duckdb.connect())  # it writes analytics.duckdb: bounded like every pipeline connection
     try:
         connection.execute(f"attach {_literal(str(warehouse))} as warehouse (read_only)")
         connection.execute(f"attach {_literal(str(staging / ANALYTICS_FILE))} as analytics "

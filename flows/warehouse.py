@@ -29,7 +29,8 @@ from pathlib import Path
 
 import duckdb
 
-from sprx.permissions import private_file, private_umask
+from sprx.permissions import private_dir, private_file, private_umask
+from sprx.settings import Settings, get_settings
 
 DDL = """
 create schema if not exists audit;
@@ -64,6 +65,14 @@ create table if not exists audit.pipeline_runs (
     status varchar not null,             -- running, completed, failed or abandoned (its process died)
     detail varchar,                      -- JSON object of counts and flags; never an identifier
     primary key (run_id, stage)
+);
+
+create table if not exists audit.duckdb_settings (
+    stage varchar primary key,           -- ingest or build: the last one to run records what DuckDB reported in it
+    memory_limit varchar not null,       -- DuckDB's memory_limit as it reports it (e.g. 5.8 GiB): SPRX_DUCKDB_MEMORY_LIMIT
+    threads integer not null,            -- DuckDB's threads: SPRX_DUCKDB_THREADS
+    temp_directory varchar not null,     -- where DuckDB spills: $SPRX_HOME/tmp/duckdb
+    recorded_at timestamp not null       -- UTC
 );
 
 create table if not exists audit.pseudonymisation_key (
@@ -241,8 +250,33 @@ def is_busy_error(error: BaseException) -> bool:
     return isinstance(error, duckdb.Error) and ("Could not set lock" in text or "different configuration" in text)
 
 
+def duckdb_settings(settings: Settings) -> dict[str, str]:
+    """DuckDB's memory_limit, threads and temp_directory for a pipeline connection, as SET takes them; the
+    spill folder is created owner-only (0700), because what DuckDB spills there is pieces of raw rows."""
+    temp = private_dir(settings.duckdb_temp_dir)
+    return {"memory_limit": settings.duckdb_memory_limit, "threads": str(settings.duckdb_threads),
+            "temp_directory": str(temp)}
+
+
+def bound(connection: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
+    """Apply the memory limit, threads and spill folder of the settings (default: in force now) to a connection."""
+    for name, value in duckdb_settings(settings or get_settings()).items():
+        # DuckDB refuses to set temp_directory again (even to the same folder) once it has spilled there
+        if connection.execute("select current_setting(?)", [name]).fetchone()[0] != value:
+            connection.execute(f"set {name} = '{value.replace(chr(39), chr(39) * 2)}'")
+    return connection
+
+
+def record_duckdb_settings(connection: duckdb.DuckDBPyConnection, stage: str) -> None:
+    """Record in audit.duckdb_settings the memory limit, threads and spill folder DuckDB reports for a stage's
+    connection (the build records its own from dbt's connection: macros/record_duckdb_settings.sql)."""
+    connection.execute("insert or replace into audit.duckdb_settings select ?, current_setting('memory_limit'), "
+                       "current_setting('threads'), current_setting('temp_directory'), ?", [stage, utc_now()])
+
+
 def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
-    """Open the pipeline's warehouse read-write, creating its schemas and tables if needed.
+    """Open the pipeline's warehouse read-write, bounded by the DuckDB settings (``bound``), creating its schemas
+    and tables if needed.
 
     A reader (`sprx status`) holds the file for a moment: wait up to `busy_wait_seconds` for it, then
     raise WarehouseInUse (one line, no process details)."""
@@ -262,6 +296,11 @@ def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS) -> duckdb.
             time.sleep(BUSY_POLL_SECONDS)
     for member in (path, path.with_name(path.name + ".wal")):
         private_file(member)  # and so is one made before, and its write-ahead log
+    try:
+        bound(connection)
+    except BaseException:
+        connection.close()
+        raise
     with private_umask():  # the write-ahead log DuckDB starts on a first write
         connection.execute(DDL)
     return connection

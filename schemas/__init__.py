@@ -2,12 +2,13 @@
 
 Each entry point takes a reader's frame (String columns, ``row_number``, ``_parse_error``) and the
 file's extract date, and returns ``Validated``: the typed, normalised rows that passed and one
-rejection per failing field (see ``schemas.common``).
+rejection per failing field (see ``schemas.engine``).
 """
 
 from schemas.ambulance import AmbulanceIncident, validate_ambulance_incident
-from schemas.common import FeedRow, Validated
+from schemas.base import FeedRow
 from schemas.emis import EmisRow, validate_emis
+from schemas.results import Validated
 from schemas.systmone import (
     SystmOneAppointment,
     SystmOneCode,

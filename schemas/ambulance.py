@@ -7,19 +7,12 @@ from datetime import date
 import pandera.polars as pa
 import polars as pl
 
-from flows.sources import ambulance
-from schemas.common import (
-    NHS_NUMBER,
-    NHS_NUMBER_PATTERN,
-    POSTCODE,
-    POSTCODE_PATTERN,
-    FeedRow,
-    Validated,
-    date_parse,
-    datetime_parse,
-    one_of,
-    validate_rows,
-)
+from schemas.base import FeedRow, one_of
+from schemas.engine import validate_rows
+from schemas.identifiers import NHS_NUMBER_PATTERN, POSTCODE_PATTERN
+from schemas.parsing import NHS_NUMBER, POSTCODE, date_parse, datetime_parse
+from schemas.results import Validated
+from sprx.readers import ambulance
 
 # A receiving hospital's ODS code: a trust (R0A) or a site (RM202).
 CONVEYED_TO_PATTERN = r"^[A-Z0-9]{3,5}$"
@@ -100,7 +93,7 @@ class AmbulanceIncident(FeedRow):
 
 
 def validate_ambulance_incident(frame: pl.DataFrame, *, extract_date: date, check_contract: bool = True) -> Validated:
-    """Validate rows from ``flows.sources.ambulance.read_ambulance``."""
+    """Validate rows from ``sprx.readers.ambulance.read_ambulance``."""
     return validate_rows(
         AmbulanceIncident,
         frame,

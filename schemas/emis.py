@@ -11,21 +11,18 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from flows.sources import emis
-from schemas.common import (
+from schemas.base import FeedRow, one_of
+from schemas.engine import validate_rows
+from schemas.identifiers import (
     DIGITS_PATTERN,
-    NHS_NUMBER,
     NHS_NUMBER_PATTERN,
-    POSTCODE,
     POSTCODE_PATTERN,
     PRACTICE_CODE_PATTERN,
     SNOMED_CODE_PATTERN,
-    FeedRow,
-    Validated,
-    date_parse,
-    one_of,
-    validate_rows,
 )
+from schemas.parsing import NHS_NUMBER, POSTCODE, date_parse
+from schemas.results import Validated
+from sprx.readers import emis
 
 _DATE = date_parse(emis.DATE_FORMAT)
 _HEADING = emis.HEADINGS
@@ -134,7 +131,7 @@ class EmisRow(FeedRow):
 def validate_emis(
     frame: pl.DataFrame, *, extract_date: date, practice_code: str | None = None, check_contract: bool = True
 ) -> Validated:
-    """Validate rows from ``flows.sources.emis.read_emis``; practice_code is the one in the file name.
+    """Validate rows from ``sprx.readers.emis.read_emis``; practice_code is the one in the file name.
 
     Speed (2-core machine, polars 2.1, best of 3; ``python benchmarks/validate_benchmark.py``): 1,000,000
     rows (the fixture's rows repeated with varied patients and dates, 1% faulty) take 0.54-0.63 s, of

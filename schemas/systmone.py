@@ -13,28 +13,24 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from flows.sources import systmone
-from schemas.common import (
+from schemas.base import FeedRow, one_of
+from schemas.context import current_context
+from schemas.engine import validate_rows
+from schemas.identifiers import (
     DIGITS_PATTERN,
-    NHS_NUMBER,
     NHS_NUMBER_PATTERN,
-    POSTCODE,
     POSTCODE_PATTERN,
     PRACTICE_CODE_PATTERN,
     SNOMED_CODE_PATTERN,
-    FeedRow,
-    Validated,
-    current_context,
-    date_parse,
-    datetime_parse,
-    one_of,
-    validate_rows,
 )
+from schemas.parsing import NHS_NUMBER, POSTCODE, date_parse, datetime_parse
+from schemas.results import Validated
+from sprx.readers import systmone
 
 # The appointment status that may lie after the extract date.
 BOOKED = "Booked"
 if BOOKED not in systmone.APPOINTMENT_STATUSES:  # pragma: no cover - guards against the reader's list changing
-    raise ImportError(f"flows.sources.systmone.APPOINTMENT_STATUSES no longer has {BOOKED!r}")
+    raise ImportError(f"sprx.readers.systmone.APPOINTMENT_STATUSES no longer has {BOOKED!r}")
 REMOVED_DATA_VALUES = (systmone.KEPT, systmone.REMOVED)
 
 _DATE = date_parse(systmone.DATE_FORMAT)

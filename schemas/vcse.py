@@ -8,21 +8,12 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from flows.sources import vcse
-from schemas.common import (
-    NHS_NUMBER,
-    NHS_NUMBER_PATTERN,
-    POSTCODE,
-    POSTCODE_PATTERN,
-    FeedRow,
-    Validated,
-    answer_parse,
-    date_parse,
-    identifier_shaped,
-    one_of,
-    validate_rows,
-    whole_number_parse,
-)
+from schemas.base import FeedRow, one_of
+from schemas.engine import validate_rows
+from schemas.identifiers import NHS_NUMBER_PATTERN, POSTCODE_PATTERN, identifier_shaped
+from schemas.parsing import NHS_NUMBER, POSTCODE, answer_parse, date_parse, whole_number_parse
+from schemas.results import Validated
+from sprx.readers import vcse
 
 # How a row can be linked to a person, strongest first (FEEDS.md: "A row is linkable if ...").
 NHS_NUMBER_BASIS = "nhs_number"
@@ -195,7 +186,7 @@ def how_to_link(reason: str) -> str:
 
 
 def validate_vcse_attendance(frame: pl.DataFrame, *, extract_date: date, check_contract: bool = True) -> Validated:
-    """Validate rows from ``flows.sources.vcse.read_vcse``; extract_date is the day the sheet was uploaded."""
+    """Validate rows from ``sprx.readers.vcse.read_vcse``; extract_date is the day the sheet was uploaded."""
     return validate_rows(
         VcseAttendance,
         frame,

@@ -7,7 +7,8 @@ a scheduled run can change it without a restart. Defaults suit a single-machine 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # The source tree: dbt project and seeds live beside the Python packages (editable install).
@@ -18,6 +19,34 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 SEEDS_DIR = DBT_PROJECT_DIR / "seeds"
 # The committed default synthetic ICS that `sprx demo` runs on.
 SAMPLE_FEEDS_DIR = PROJECT_ROOT / "sample_feeds"
+# Share of this machine's memory DuckDB may use when SPRX_DUCKDB_MEMORY_LIMIT is unset (DuckDB's own default, 80%,
+# leaves too little for Prefect, the portal and the rest of a shared machine).
+DEFAULT_DUCKDB_MEMORY_SHARE = 0.25
+# The smallest DuckDB memory limit accepted: below it even a small build fails for want of memory.
+MIN_DUCKDB_MEMORY_BYTES = 128 * 1024**2
+# Units of SPRX_DUCKDB_MEMORY_LIMIT, as DuckDB writes them (KB = 1000 bytes, KiB = 1024 bytes), and % of memory.
+MEMORY_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+                "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def machine_memory_bytes() -> int:
+    """This machine's memory, or the container's limit when that is lower (cgroup v2 memory.max)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def default_duckdb_memory_limit_bytes() -> int:
+    """A quarter of the machine's memory (DEFAULT_DUCKDB_MEMORY_SHARE), and never below the minimum."""
+    return max(MIN_DUCKDB_MEMORY_BYTES, int(machine_memory_bytes() * DEFAULT_DUCKDB_MEMORY_SHARE))
+
+
+def default_duckdb_threads() -> int:
+    """The CPUs this process may run on (DuckDB's own default)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -46,6 +75,21 @@ class Settings:
     # SPRX_LANDING_SETTLE_SECONDS: a landed file is taken only once its size and modification time have not
     # changed for this long (a sender still writing it is waited for, then left for the next run).
     landing_settle_seconds: float = 30.0
+    # SPRX_DUCKDB_MEMORY_LIMIT: most memory DuckDB may hold in each connection the pipeline writes through (ingest,
+    # the dbt build, publish), e.g. 6GB, 4096MiB or 25% (of this machine); past it DuckDB spills to tmp/duckdb/.
+    duckdb_memory_limit_bytes: int = field(default_factory=default_duckdb_memory_limit_bytes)
+    # SPRX_DUCKDB_THREADS: threads DuckDB may use in each of those connections (default: every CPU it may run on).
+    duckdb_threads: int = field(default_factory=default_duckdb_threads)
+
+    @property
+    def duckdb_memory_limit(self) -> str:
+        """The memory limit as DuckDB's memory_limit setting takes it (whole MiB)."""
+        return f"{self.duckdb_memory_limit_bytes // 1024**2}MiB"
+
+    @property
+    def duckdb_temp_dir(self) -> Path:
+        """Where DuckDB spills what does not fit in its memory limit: pieces of raw rows, so owner-only (0700)."""
+        return self.home / "tmp" / "duckdb"
 
     @property
     def landing_dir(self) -> Path:
@@ -95,6 +139,24 @@ def number(name: str, default: float, *, minimum: float = 0, whole: bool = False
     return value
 
 
+def memory(name: str, default: int) -> int:
+    """An amount of memory in bytes, written as DuckDB writes it (6GB, 4096MiB) or as a share of this machine's
+    memory (25%); ``default`` when unset; SettingsError naming the variable otherwise."""
+    text = (os.environ.get(name) or "").strip()
+    if not text:
+        return default
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(%|[a-z]+)", text, re.IGNORECASE)
+    unit = match[2].lower() if match else ""
+    if match is None or (unit != "%" and unit not in MEMORY_UNITS) or (unit == "%" and float(match[1]) > 100):
+        raise SettingsError(f"{name} must be an amount of memory such as 6GB, 4096MiB or 25% (of this machine's "
+                            f"memory) (got {text!r})")
+    amount = float(match[1])
+    value = int(machine_memory_bytes() * amount / 100 if unit == "%" else amount * MEMORY_UNITS[unit])
+    if value < MIN_DUCKDB_MEMORY_BYTES:
+        raise SettingsError(f"{name} must be at least {MIN_DUCKDB_MEMORY_BYTES // 1024**2}MiB (got {text!r})")
+    return value
+
+
 def _seconds(name: str, default: float) -> float:
     """A duration in seconds, not negative (``number`` with its unit)."""
     return number(name, default, unit="seconds")
@@ -120,6 +182,8 @@ def get_settings() -> Settings:
                                                  defaults.prefect_startup_timeout_seconds),
         verbose=os.environ.get("SPRX_VERBOSE", "").strip().lower() in ("1", "true", "yes"),
         landing_settle_seconds=_seconds("SPRX_LANDING_SETTLE_SECONDS", defaults.landing_settle_seconds),
+        duckdb_memory_limit_bytes=memory("SPRX_DUCKDB_MEMORY_LIMIT", defaults.duckdb_memory_limit_bytes),
+        duckdb_threads=int(number("SPRX_DUCKDB_THREADS", defaults.duckdb_threads, minimum=1, whole=True)),
     )
 
 

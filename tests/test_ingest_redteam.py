@@ -19,8 +19,8 @@ import pytest
 
 import flows.archive
 from flows.ingest import ingest
-from flows.sources import ambulance as ambulance_source
 from sprx.cli import main
+from sprx.readers import ambulance as ambulance_source
 from sprx.settings import SAMPLE_FEEDS_DIR
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

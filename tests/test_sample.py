@@ -10,11 +10,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.sources.ambulance import read_ambulance
-from flows.sources.emis import read_emis, read_emis_preamble
-from flows.sources.systmone import read_systmone
-from flows.sources.vcse import read_vcse
 from sprx.cli import SAMPLE_FEEDS_ARGS, main
+from sprx.readers.ambulance import read_ambulance
+from sprx.readers.emis import read_emis, read_emis_preamble
+from sprx.readers.systmone import read_systmone
+from sprx.readers.vcse import read_vcse
 from sprx.settings import SAMPLE_FEEDS_DIR
 from sprx.synthetic import Parameters, generate
 from sprx.synthetic.identity import is_valid_nhs_number

@@ -31,7 +31,6 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from openpyxl.styles import Font
 
-from flows.sources.vcse import ATTENDED_NO, ATTENDED_YES, HEADINGS, REQUIRED_COLUMNS, WELLBEING_RANGE, column_letter
 from schemas.vcse import VcseAttendance
 from sprx.portal.checks import MAX_SHEET_ROWS
 from sprx.portal.checks import SheetRefused
@@ -49,6 +48,7 @@ from sprx.portal.uploads import (
     refused_upload,
     spoken_time,
 )
+from sprx.readers.vcse import ATTENDED_NO, ATTENDED_YES, HEADINGS, REQUIRED_COLUMNS, WELLBEING_RANGE, column_letter
 
 # The session cookie (its value is stored only as a digest).
 SESSION_COOKIE = "sprx_portal_session"

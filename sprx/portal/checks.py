@@ -1,6 +1,6 @@
 """What the portal checks in a sheet, in order: the name, the content, the workbook's safety, then every row.
 
-The rows are judged by the ingest's own reader (``flows.sources.vcse.read_vcse``) and contract
+The rows are judged by the ingest's own reader (``sprx.readers.vcse.read_vcse``) and contract
 (``schemas.vcse.validate_vcse_attendance``), and a row that repeats an earlier one (same person,
 session and activity) is flagged as the load does, so the counts the portal shows are the counts
 ``audit.file_loads`` will record. Problems carry a row number, a column, a reason and how to fix it;
@@ -26,12 +26,15 @@ from xml.parsers import expat
 import polars as pl
 
 from flows.pseudonymise import normalise_name
-from flows.sources.common import ROW_NUMBER, SNIFF_BYTES, ZIP_MAGIC, FeedFileError, check_zip, detect_encoding
-from flows.sources.vcse import FILE_SUFFIXES, HEADINGS, SUGGESTED, HeaderProblem, HeadingChoice, read_vcse
-from schemas.common import ROW_FIELD
+from schemas.results import ROW_FIELD
 from schemas.vcse import VcseAttendance, how_to_link, validate_vcse_attendance, why_unlinkable
 from sprx.portal.forms import sentence
 from sprx.portal.store import Problem
+from sprx.readers.archives import ZIP_MAGIC, check_zip
+from sprx.readers.encodings import detect_encoding
+from sprx.readers.frames import ROW_NUMBER, FeedFileError
+from sprx.readers.sniff import SNIFF_BYTES
+from sprx.readers.vcse import FILE_SUFFIXES, HEADINGS, SUGGESTED, HeaderProblem, HeadingChoice, read_vcse
 
 # Largest total a workbook may unpack to (all members): far above a real register, far below a bomb.
 MAX_UNPACKED_BYTES = 64 * 1024 * 1024

@@ -31,7 +31,6 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from flows.lock import WarehouseBusy, warehouse_lock
-from flows.sources.vcse import HEADINGS, remember_headings, remembered_headings
 from sprx.permissions import open_private, private_dir, private_file
 from sprx.portal.checks import (
     HeadingsRefused,
@@ -43,6 +42,7 @@ from sprx.portal.checks import (
 )
 from sprx.portal.forms import ReceivedForm, sentence
 from sprx.portal.store import PortalStore, Upload, utc_now
+from sprx.readers.vcse import HEADINGS, remember_headings, remembered_headings
 from sprx.settings import PortalSettings, Settings, get_portal_settings, get_settings
 
 # Longest client file name kept for display (the name is never used as a path).

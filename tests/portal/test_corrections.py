@@ -18,8 +18,8 @@ import duckdb
 import pytest
 
 from flows.ingest import ingest
-from flows.sources.common import normalise_header
-from flows.sources.vcse import ATTENDED_YES, DATE_FORMATS, TOTALS_LABELS, remember_headings
+from sprx.readers.headers import normalise_header
+from sprx.readers.vcse import ATTENDED_YES, DATE_FORMATS, TOTALS_LABELS, remember_headings
 from tests.portal.conftest import ENCODING, REGISTER, make_portal, misspelt
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

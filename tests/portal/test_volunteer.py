@@ -13,7 +13,7 @@ import openpyxl
 
 import pytest
 
-from flows.sources.vcse import remembered_headings, remembered_headings_path
+from sprx.readers.vcse import remembered_headings, remembered_headings_path
 from tests.portal.conftest import BAD_CSV, CONTACT, REGISTER, Portal, misspelt
 
 # Words a volunteer should never have to read on the portal's pages.

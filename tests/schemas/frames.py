@@ -7,8 +7,9 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.sources.common import PARSE_ERROR, ROW_NUMBER
-from schemas.common import REJECTED_SCHEMA, Validated, _plan
+from schemas.engine import _plan
+from schemas.results import REJECTED_SCHEMA, Validated
+from sprx.readers.frames import PARSE_ERROR, ROW_NUMBER
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "feeds"
 SAMPLE_FEEDS = Path(__file__).parents[2] / "sample_feeds"

@@ -7,8 +7,8 @@ from datetime import date, datetime
 import polars as pl
 import pytest
 
-from flows.sources import ambulance
 from schemas.ambulance import AmbulanceIncident, validate_ambulance_incident
+from sprx.readers import ambulance
 from tests.schemas.frames import (
     FIXTURES,
     assert_partition,

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandera.api.polars.types import PolarsData
 
-from flows.sources import ambulance, emis, systmone, vcse
 from schemas import (
     AmbulanceIncident,
     EmisRow,
@@ -25,18 +24,13 @@ from schemas import (
     validate_emis,
     validate_vcse_attendance,
 )
-from schemas.common import (
-    BUILTIN_PROBLEMS,
-    REJECTED_SCHEMA,
-    FeedRow,
-    Validated,
-    _plan,
-    current_context,
-    format_shape,
-    nhs_number_check_digit_passes,
-    normalise_postcode,
-    validate_rows,
-)
+from schemas.base import FeedRow
+from schemas.context import current_context
+from schemas.engine import BUILTIN_PROBLEMS, _plan, validate_rows
+from schemas.identifiers import nhs_number_check_digit_passes
+from schemas.parsing import format_shape, normalise_postcode
+from schemas.results import REJECTED_SCHEMA, Validated
+from sprx.readers import ambulance, emis, systmone, vcse
 from tests.schemas import test_ambulance, test_emis, test_systmone, test_vcse
 from tests.schemas.frames import assert_partition, reader_frame
 

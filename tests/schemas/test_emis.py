@@ -7,8 +7,8 @@ from datetime import date
 import polars as pl
 import pytest
 
-from flows.sources import emis
 from schemas.emis import EmisRow, validate_emis
+from sprx.readers import emis
 from tests.schemas.frames import (
     FIXTURES,
     assert_partition,

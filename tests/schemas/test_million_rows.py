@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from flows.sources import emis
 from schemas.emis import validate_emis
+from sprx.readers import emis
 from tests.schemas.frames import FIXTURES
 
 EXTRACT = date(2026, 11, 20)

@@ -11,7 +11,6 @@ from functools import cache
 import polars as pl
 import pytest
 
-from flows.sources import ambulance, emis, systmone, vcse
 from schemas import (
     validate_ambulance_incident,
     validate_emis,
@@ -20,7 +19,8 @@ from schemas import (
     validate_systmone_patient,
     validate_vcse_attendance,
 )
-from schemas.common import Validated
+from schemas.results import Validated
+from sprx.readers import ambulance, emis, systmone, vcse
 from tests.schemas.frames import SAMPLE_FEEDS, assert_partition
 
 SYSTMONE_VALIDATORS = {

@@ -8,8 +8,7 @@ from datetime import date, datetime
 import polars as pl
 import pytest
 
-from flows.sources import systmone
-from schemas.common import Validated
+from schemas.results import Validated
 from schemas.systmone import (
     SystmOneAppointment,
     SystmOneCode,
@@ -18,6 +17,7 @@ from schemas.systmone import (
     validate_systmone_code,
     validate_systmone_patient,
 )
+from sprx.readers import systmone
 from tests.schemas.frames import (
     FIXTURES,
     assert_partition,

@@ -7,8 +7,8 @@ from datetime import date
 import polars as pl
 import pytest
 
-from flows.sources import vcse
 from schemas.vcse import VcseAttendance, validate_vcse_attendance
+from sprx.readers import vcse
 from tests.schemas.frames import (
     FIXTURES,
     assert_partition,

@@ -1,1 +1,1 @@
-"""Tests of the feed readers in flows.sources."""
+"""Tests of the feed readers in sprx.readers."""

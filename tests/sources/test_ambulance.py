@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.sources.ambulance import COLUMNS, SCHEMA, parse_file_name, read_ambulance
-from flows.sources.common import FeedFileError
+from sprx.readers.ambulance import COLUMNS, SCHEMA, parse_file_name, read_ambulance
+from sprx.readers.frames import FeedFileError
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "feeds" / "ambulance" / "ambulance_RX7_20261116.csv"
 NAME = "ambulance_RX7_20261116.csv"

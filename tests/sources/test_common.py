@@ -12,23 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.sources import common
-from flows.sources.common import (
-    FeedFileError,
-    check_zip,
-    detect_encoding,
-    detect_separator,
-    iter_raw_chunks,
-    layout_after,
-    map_header,
-    match_file_name,
-    normalise_header,
-    open_file,
-    read_head,
-    require_columns,
-    shape_chunk,
-)
-from flows.sources.emis import FILE_NAME, FILE_NAME_EXAMPLE, FILE_NAME_PATTERN
+from sprx.readers import archives, csv_engine, sniff
+from sprx.readers.archives import check_zip
+from sprx.readers.csv_engine import iter_raw_chunks, shape_chunk
+from sprx.readers.emis import FILE_NAME, FILE_NAME_EXAMPLE, FILE_NAME_PATTERN
+from sprx.readers.encodings import detect_encoding
+from sprx.readers.frames import FeedFileError, frame_schema, open_file
+from sprx.readers.headers import detect_separator, map_header, normalise_header, require_columns
+from sprx.readers.names import match_file_name
+from sprx.readers.sniff import layout_after, read_head
 
 
 @pytest.mark.parametrize(
@@ -140,7 +132,7 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
 def test_check_zip_refuses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, members: dict[str, bytes], allow_folders: bool, message: str
 ) -> None:
-    monkeypatch.setattr(common, "MAX_ZIP_MEMBER_BYTES", 1000)
+    monkeypatch.setattr(archives, "MAX_ZIP_MEMBER_BYTES", 1000)
     with pytest.raises(FeedFileError, match=message):
         check_zip(_zip(tmp_path / "a.zip", members), allow_folders=allow_folders)
 
@@ -177,7 +169,7 @@ def _read(path: Path, chunk_rows: int = 1000) -> pl.DataFrame:
     raws = iter_raw_chunks(open_file(path), layout, chunk_rows)
     frames = [shape_chunk(raw, layout.header_width, HEADER, columns) for raw in raws]
     assert all(frame.height <= chunk_rows for frame in frames)
-    return pl.concat([common.frame_schema(HEADER).to_frame(), *frames])
+    return pl.concat([frame_schema(HEADER).to_frame(), *frames])
 
 
 @pytest.mark.parametrize(
@@ -255,8 +247,8 @@ def test_engine_stray_quote_falls_back_to_python(tmp_path: Path) -> None:
 
 def test_engine_record_longer_than_native_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A record (a quoted cell of many lines) bigger than the native limit is still read, by Python, rows intact.
-    monkeypatch.setattr(common, "READ_BYTES", 16)
-    monkeypatch.setattr(common, "MAX_RECORD_BYTES", 64)
+    monkeypatch.setattr(csv_engine, "READ_BYTES", 16)
+    monkeypatch.setattr(csv_engine, "MAX_RECORD_BYTES", 64)
     path = tmp_path / "f.csv"
     long_cell = "word\n" * 40
     path.write_text(f'a,b,c\n1,2,3\n"{long_cell}",2,3\n4,5,6\n')
@@ -265,7 +257,7 @@ def test_engine_record_longer_than_native_limit(tmp_path: Path, monkeypatch: pyt
 
 def test_engine_unterminated_quote_in_a_huge_file_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A quote that never closes swallows the rest of a large file: the file is rejected, naming the row.
-    monkeypatch.setattr(common, "MAX_RECORD_BYTES", 1024)
+    monkeypatch.setattr(csv_engine, "MAX_RECORD_BYTES", 1024)
     path = tmp_path / "f.csv"
     path.write_text('a,b,c\n1,2,3\n"never closed,2,3\n' + "4,5,6\n" * 40_000)
     with pytest.raises(FeedFileError, match="row 3 could not be read as CSV"):
@@ -274,7 +266,7 @@ def test_engine_unterminated_quote_in_a_huge_file_is_rejected(tmp_path: Path, mo
 
 def test_engine_late_windows_1252(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A file that is plain ASCII for its first chunks and then has a Windows-1252 name is read as Windows-1252.
-    monkeypatch.setattr(common, "SNIFF_BYTES", 64)
+    monkeypatch.setattr(sniff, "SNIFF_BYTES", 64)
     path = tmp_path / "f.csv"
     path.write_bytes(b"a,b,c\n" + b"1,2,3\n" * 50 + "Zoë,Siân,Ó Briain\n".encode("cp1252"))
     frame = _read(path, chunk_rows=7)
@@ -284,7 +276,7 @@ def test_engine_late_windows_1252(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_engine_mixed_encodings_are_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # UTF-8 early on and Windows-1252 later cannot both be right: the file is rejected.
-    monkeypatch.setattr(common, "SNIFF_BYTES", 64)
+    monkeypatch.setattr(sniff, "SNIFF_BYTES", 64)
     path = tmp_path / "f.csv"
     path.write_bytes(b"a,b,c\n" + "Zoë,1,2\n".encode() + b"1,2,3\n" * 50 + "Zoë,1,2\n".encode("cp1252"))
     with pytest.raises(FeedFileError, match="not UTF-8 although earlier rows are"):
@@ -293,7 +285,7 @@ def test_engine_mixed_encodings_are_rejected(tmp_path: Path, monkeypatch: pytest
 
 def test_engine_nul_in_the_body_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # NUL bytes beyond the sniffed start still mark a binary file, and the message says where.
-    monkeypatch.setattr(common, "SNIFF_BYTES", 8)
+    monkeypatch.setattr(sniff, "SNIFF_BYTES", 8)
     path = tmp_path / "f.csv"
     path.write_bytes(b"a,b,c\n1,2,3\n1,\x00,3\n")
     with pytest.raises(FeedFileError, match="NUL bytes near row 3"):
@@ -315,9 +307,9 @@ def test_engine_round_trips_any_well_formed_csv(
     native: bool,
 ) -> None:
     # Whatever the cells hold and wherever reads and chunks split, native and Python paths give csv-module rows.
-    monkeypatch.setattr(common, "READ_BYTES", read_bytes)
+    monkeypatch.setattr(csv_engine, "READ_BYTES", read_bytes)
     if not native:
-        monkeypatch.setattr(common, "_native_chunk", lambda *args: None)
+        monkeypatch.setattr(csv_engine, "_native_chunk", lambda *args: None)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerows([HEADER, *rows])
     path = tmp_path / "f.csv"

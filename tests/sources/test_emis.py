@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.sources.common import FeedFileError
-from flows.sources.emis import SCHEMA, EmisPreamble, parse_file_name, read_emis, read_emis_preamble
+from sprx.readers.emis import SCHEMA, EmisPreamble, parse_file_name, read_emis, read_emis_preamble
+from sprx.readers.frames import FeedFileError
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "feeds" / "gp" / "emis" / "emis_P91004_20261120.csv"
 NAME = "emis_P91004_20261120.csv"

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.sources import common
-from flows.sources.common import FeedFileError
-from flows.sources.systmone import SCHEMAS, TABLES, SystmOneExtract, read_systmone
+from sprx.readers import archives
+from sprx.readers.frames import FeedFileError
+from sprx.readers.systmone import SCHEMAS, TABLES, SystmOneExtract, read_systmone
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "feeds" / "gp" / "systmone" / "systmone_P91006_20261120"
 NAME = FIXTURE.name
@@ -154,7 +154,7 @@ def test_unsafe_zips(tmp_path: Path, rename: dict[str, str], message: str) -> No
 
 def test_zip_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A member whose declared size is over the limit is refused before anything is unpacked.
-    monkeypatch.setattr(common, "MAX_ZIP_MEMBER_BYTES", 100)
+    monkeypatch.setattr(archives, "MAX_ZIP_MEMBER_BYTES", 100)
     with pytest.raises(FeedFileError, match="over the limit of 100"):
         read_systmone(zip_folder(FIXTURE, tmp_path / f"{NAME}.zip"))
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.sources.common import FeedFileError
-from flows.sources.vcse import SCHEMA, VcseSheet, excel_text, parse_file_name, read_vcse
+from sprx.readers.frames import FeedFileError
+from sprx.readers.vcse import SCHEMA, VcseSheet, excel_text, parse_file_name, read_vcse
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "feeds"
 FIXTURE = FIXTURES / "vcse" / "trafford-walking-for-health" / "june-register.csv"

@@ -15,25 +15,11 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.sources.common import (
-    DEFAULT_CHUNK_ROWS,
-    PARSE_ERROR,
-    ROW_NUMBER,
-    CsvLayout,
-    FeedFileError,
-    FeedFileName,
-    FileHead,
-    frame_schema,
-    iter_raw_chunks,
-    layout_after,
-    map_header,
-    match_file_name,
-    normalise_header,
-    open_file,
-    read_head,
-    require_columns,
-    shape_chunk,
-)
+from sprx.readers.csv_engine import iter_raw_chunks, shape_chunk
+from sprx.readers.frames import DEFAULT_CHUNK_ROWS, PARSE_ERROR, ROW_NUMBER, FeedFileError, frame_schema, open_file
+from sprx.readers.headers import map_header, normalise_header, require_columns
+from sprx.readers.names import FeedFileName, match_file_name
+from sprx.readers.sniff import CsvLayout, FileHead, layout_after, read_head
 
 FILE_NAME = re.compile(r"emis_(?P<code>[A-Z][0-9]{5})_(?P<date>[0-9]{8})\.csv")
 FILE_NAME_PATTERN = "emis_<PRACTICE-ODS>_<YYYYMMDD>.csv"

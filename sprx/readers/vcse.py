@@ -15,26 +15,11 @@ from pathlib import Path
 import openpyxl
 import polars as pl
 
-from flows.sources.common import (
-    DEFAULT_CHUNK_ROWS,
-    ROW_NUMBER,
-    ZIP_MAGIC,
-    CsvLayout,
-    FeedFileError,
-    check_zip,
-    describe_spellings,
-    frame_schema,
-    iter_raw_chunks,
-    layout_after,
-    map_header,
-    named_width,
-    normalise_header,
-    open_file,
-    raw_frame,
-    read_head,
-    require_columns,
-    shape_chunk,
-)
+from sprx.readers.archives import ZIP_MAGIC, check_zip
+from sprx.readers.csv_engine import iter_raw_chunks, raw_frame, shape_chunk
+from sprx.readers.frames import DEFAULT_CHUNK_ROWS, ROW_NUMBER, FeedFileError, frame_schema, open_file
+from sprx.readers.headers import describe_spellings, named_width, normalise_header, require_columns
+from sprx.readers.sniff import CsvLayout, layout_after, read_head
 
 # Canonical column name -> accepted headings (case, spaces and punctuation ignored).
 HEADINGS: dict[str, tuple[str, ...]] = {

@@ -8,20 +8,11 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.sources.common import (
-    DEFAULT_CHUNK_ROWS,
-    FeedFileError,
-    FeedFileName,
-    frame_schema,
-    iter_raw_chunks,
-    layout_after,
-    map_header,
-    match_file_name,
-    open_file,
-    read_head,
-    require_columns,
-    shape_chunk,
-)
+from sprx.readers.csv_engine import iter_raw_chunks, shape_chunk
+from sprx.readers.frames import DEFAULT_CHUNK_ROWS, FeedFileError, frame_schema, open_file
+from sprx.readers.headers import map_header, require_columns
+from sprx.readers.names import FeedFileName, match_file_name
+from sprx.readers.sniff import layout_after, read_head
 
 FILE_NAME = re.compile(r"ambulance_(?P<code>R[A-Z0-9]{2})_(?P<date>[0-9]{8})\.csv")
 FILE_NAME_PATTERN = "ambulance_<TRUST-ODS>_<YYYYMMDD>.csv"

@@ -10,23 +10,12 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.sources.common import (
-    DEFAULT_CHUNK_ROWS,
-    FeedFileError,
-    FeedFileName,
-    Opener,
-    check_zip,
-    frame_schema,
-    iter_raw_chunks,
-    layout_after,
-    map_header,
-    match_file_name,
-    open_file,
-    open_zip_member,
-    read_head,
-    require_columns,
-    shape_chunk,
-)
+from sprx.readers.archives import check_zip, open_zip_member
+from sprx.readers.csv_engine import iter_raw_chunks, shape_chunk
+from sprx.readers.frames import DEFAULT_CHUNK_ROWS, FeedFileError, Opener, frame_schema, open_file
+from sprx.readers.headers import map_header, require_columns
+from sprx.readers.names import FeedFileName, match_file_name
+from sprx.readers.sniff import layout_after, read_head
 
 FILE_NAME = re.compile(r"systmone_(?P<code>[A-Z][0-9]{5})_(?P<date>[0-9]{8})(?:\.zip)?")
 FILE_NAME_PATTERN = "systmone_<PRACTICE-ODS>_<YYYYMMDD> (a folder) or systmone_<PRACTICE-ODS>_<YYYYMMDD>.zip"

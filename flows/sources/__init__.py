@@ -1,1 +1,0 @@
-"""Readers for each feed, beside that feed's constants: emis, systmone, ambulance, vcse."""
