@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/method_oracle.py --people 20000 --seeds 1-10
 
 No feeds, no ingest, no dbt: the synthetic ICS is simulated in memory (sprx.synthetic.world, the
-same people and events as `sprx sample --seed S`), the risk sets are drawn as
-int_matching_risk_sets draws them (same practice and sex, on a list at the end, no referral in
-the 365 days before the index date, 8 quarters of history), and the propensity model, the caliper
+same people and events as `sprx sample --seed S`), the risk sets are drawn as the primary
+analysis draws them (int_matching_risk_sets and int_comparators_matched: same practice and sex, on a
+list at the end, new users: no referral before the index date or on it, 8 quarters of history;
+`--washout-days 365` gives the washout_365 sensitivity analysis instead), and the propensity model, the caliper
 matching and the bias-corrected difference in differences are the warehouse's own code
 (int_comparators_matched, int_referral_contrasts). Because the generator also knows each referred
 person's GP consultations had they not been referred (Y(0), before the engagement effect thinned
@@ -16,6 +17,10 @@ them), it separates the two parts of an estimate's error, which the pipeline's s
 - `comparison error`: the DiD computed with the referred person's Y(0): what is left when the effect
   is taken out, i.e. how well the comparators stand in for the referred people's own untreated
   course (confounding left by matching, plus sampling noise).
+- `dilution`: the estimate minus the same estimate with the comparators' Y(0) after the index date:
+  the part of the estimate's distance from truth.json that is the estimand's, not the comparison's
+  (the warehouse compares referral now with usual care, under which some comparators are referred
+  later and their use falls too; truth.json's ITT compares referral with no referral).
 
 Both are printed per seed and window for the warehouse's bias correction (`warehouse`) and for a
 candidate that adds every count on its own scale (`counts`), on the same matches. GP consultations only; ages and
@@ -42,7 +47,7 @@ from sprx.synthetic.identity import NhsNumbers  # noqa: E402
 from sprx.synthetic.params import LOOKBACK_DAYS, LOOKBACK_QUARTERS, OUTCOME_WINDOWS, QUARTER_DAYS, Parameters  # noqa: E402
 from sprx.synthetic.places import load_places  # noqa: E402
 
-WASHOUT_DAYS, RATIO, CALIPER_SD, AMBULANCE_FILE_DAYS = 365, 5, 0.2, 28
+RATIO, CALIPER_SD, AMBULANCE_FILE_DAYS = 5, 0.2, 28
 
 
 def counts_covariates(frame: pd.DataFrame, quarters: int = LOOKBACK_QUARTERS) -> np.ndarray:
@@ -109,7 +114,7 @@ def cumulative(counts: np.ndarray) -> np.ndarray:
     return np.concatenate([np.zeros((counts.shape[0], 1), dtype=np.int32), np.cumsum(counts, axis=1, dtype=np.int32)], axis=1)
 
 
-def risk_sets(grid: world.Grid, blocks: list[tuple]) -> pd.DataFrame:
+def risk_sets(grid: world.Grid, blocks: list[tuple], washout_days: int | None = None) -> pd.DataFrame:
     """Each eligible referral's risk set, with matched covariates and every window's counts."""
     T, start = grid.days, grid.start_day
     history_from = start - AMBULANCE_FILE_DAYS  # the first ambulance file's coverage bounds the history
@@ -126,7 +131,8 @@ def risk_sets(grid: world.Grid, blocks: list[tuple]) -> pd.DataFrame:
                 continue
             age = age_at_start + (day - start) / 365.25
             member = at_end & (block.sex == block.sex[person]) & (age >= 0)
-            member &= ~((referral >= 0) & (referral <= day) & (referral >= day - WASHOUT_DAYS))
+            earliest = day - washout_days if washout_days is not None else -1  # None: new users only
+            member &= ~((referral >= 0) & (referral <= day) & (referral >= earliest))
             member[person] = True
             rows = np.nonzero(member)[0]
             frame = {"episode_key": f"{index}-{person}", "person": rows, "is_referred": rows == person,
@@ -165,6 +171,7 @@ def estimate(members: pd.DataFrame) -> dict[tuple[str, int], dict[str, float]]:
         own = own[own.index.isin(matched["episode_key"])]
         comparators = matched[matched["episode_key"].isin(own.index)].copy()
         comparators["change"] = comparators[f"after_{window}"] - comparators[f"before_{window}"]
+        comparators["change_never"] = comparators[f"untreated_{window}"] - comparators[f"before_{window}"]
         weights = comparators["weight"].to_numpy()
         for name, design in (("warehouse", covariates), ("counts", counts_covariates)):
             x = design(comparators, LOOKBACK_QUARTERS)
@@ -173,6 +180,8 @@ def estimate(members: pd.DataFrame) -> dict[tuple[str, int], dict[str, float]]:
             shift = pd.Series(design(own, LOOKBACK_QUARTERS) @ beta, index=own.index).reindex(comparators["episode_key"])
             corrected = comparators["change"] + shift.to_numpy() - x @ beta
             comparator_change = (corrected * weights).groupby(comparators["episode_key"]).sum().reindex(own.index)
+            never = comparators["change_never"] + shift.to_numpy() - x @ beta
+            comparator_never = (never * weights).groupby(comparators["episode_key"]).sum().reindex(own.index)
             change = own[f"after_{window}"] - own[f"before_{window}"]
             untreated_change = own[f"untreated_{window}"] - own[f"before_{window}"]
             results[(name, window)] = {
@@ -181,6 +190,7 @@ def estimate(members: pd.DataFrame) -> dict[tuple[str, int], dict[str, float]]:
                 "estimate": (change - comparator_change).mean(),
                 "comparison_error": (untreated_change - comparator_change).mean(),
                 "se": (change - comparator_change).std() / np.sqrt(len(own)),
+                "dilution": (comparator_never - comparator_change).mean(),
             }
     return results
 
@@ -196,21 +206,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=20000)
     parser.add_argument("--seeds", default="1-10")
+    parser.add_argument("--washout-days", type=int, default=None,
+                        help="keep people referred more than this many days before in the risk sets "
+                             "(the washout_365 sensitivity analysis); default: new users only, as the primary")
     arguments = parser.parse_args()
-    print("seed\tcorrection\twindow\treferrals\ttruth\trealised\testimate\tbias\tcomparison_error\tse", flush=True)
-    totals: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    print("seed\tcorrection\twindow\treferrals\ttruth\trealised\testimate\tbias\tcomparison_error\tdilution\tse",
+          flush=True)
+    totals: dict[tuple[str, int], list[dict[str, float]]] = {}
     for seed in parse_seeds(arguments.seeds):
         grid, blocks = simulate(Parameters(people=arguments.people, seed=seed))
-        for (name, window), r in sorted(estimate(risk_sets(grid, blocks)).items()):
-            bias = r["estimate"] - r["truth"]
-            totals.setdefault((name, window), []).append((bias, r["comparison_error"]))
+        for (name, window), r in sorted(estimate(risk_sets(grid, blocks, arguments.washout_days)).items()):
+            r["bias"] = r["estimate"] - r["truth"]
+            totals.setdefault((name, window), []).append(r)
             print(f"{seed}\t{name}\t{window}\t{r['referrals']}\t{r['truth']:.3f}\t{r['realised']:.3f}\t{r['estimate']:.3f}"
-                  f"\t{bias:+.3f}\t{r['comparison_error']:+.3f}\t{r['se']:.3f}", flush=True)
-    print("\ncorrection\twindow\tseeds\tmean bias (SE over seeds)\tmean comparison error")
-    for (name, window), values in sorted(totals.items()):
-        biases = np.array([v[0] for v in values])
+                  f"\t{r['bias']:+.3f}\t{r['comparison_error']:+.3f}\t{r['dilution']:+.3f}\t{r['se']:.3f}", flush=True)
+    print("\ncorrection\twindow\tseeds\tmean truth\tmean bias (SE over seeds)\tshare of truth"
+          "\tmean comparison error\tmean dilution\tcoverage (estimate +- 1.96 se)")
+    for (name, window), rows in sorted(totals.items()):
+        biases = np.array([r["bias"] for r in rows])
         spread = biases.std(ddof=1) / np.sqrt(biases.size) if biases.size > 1 else float("nan")
-        print(f"{name}\t{window}\t{biases.size}\t{biases.mean():+.3f} ({spread:.3f})\t{np.mean([v[1] for v in values]):+.3f}")
+        truth = np.mean([r["truth"] for r in rows])
+        coverage = np.mean([abs(r["bias"]) <= 1.96 * r["se"] for r in rows])
+        print(f"{name}\t{window}\t{biases.size}\t{truth:.3f}\t{biases.mean():+.3f} ({spread:.3f})"
+              f"\t{biases.mean() / abs(truth):+.0%}\t{np.mean([r['comparison_error'] for r in rows]):+.3f}"
+              f"\t{np.mean([r['dilution'] for r in rows]):+.3f}\t{coverage:.0%}")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_balance_event_study_and_sensitivity_are_built(sample_build: SampleBuild
     assert quarters == [(outcome, [-8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4])
                         for outcome in ("calls_999", "gp_consultations")]
     specifications = {row[0] for row in query(warehouse, "select distinct specification from marts.mart_effect_sensitivity")}
-    assert specifications == {"primary", "lookback_4q", "ratio_1", "ratio_10", "washout_728", "primary_censored"}
+    assert specifications == {"primary", "lookback_4q", "ratio_1", "ratio_10", "washout_365", "primary_censored"}
     [(primary,)] = query(warehouse, """
         select matched_difference_in_differences from marts.mart_effect_sensitivity
         where specification = 'primary' and outcome = 'gp_consultations' and window_days = 365""")

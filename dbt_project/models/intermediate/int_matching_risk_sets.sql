@@ -7,10 +7,11 @@
 -- observed periods (int_registration_periods_derived) of both the referred person and of every
 -- candidate. A candidate is on a list in the referral's area (practice, or PCN with var
 -- matching_area), of the same sex, not the referred person, and has no referral episode opening in
--- the washout before the index date or on it. A candidate referred later stays in the risk set:
--- their follow-up is censored at their own referral (later_referral_date, used by
--- int_referral_outcomes_counted). previous_referral_date (any earlier episode) serves the washout
--- sensitivity analysis.
+-- the washout before the index date or on it. A candidate referred later stays in the risk set
+-- (usual care may include a later referral); later_referral_date serves the sensitivity analysis
+-- that censors them there (int_referral_outcomes_counted). previous_referral_date (any earlier
+-- episode) marks who is not a new user: the primary analysis (int_comparators_matched) leaves out
+-- every member, referred or candidate, who has one; the washout_365 sensitivity analysis keeps them.
 -- Covariates: attended GP consultations and linked 999 calls in each quarter q = 1..8 before the
 -- index date ([index - 91q, index - 91(q - 1))), age in whole years at the index date, female, and
 -- IMD quintile.

@@ -1,7 +1,8 @@
 -- One row per referral episode x outcome x window: the referred person's events before and after
 -- the referral date (see int_referral_outcomes_counted for the windows and the completeness rule),
 -- whether the referral is eligible for the matched analysis (int_matching_risk_sets: two years of
--- observed history and no earlier referral in the washout), whether it engaged, and its primary
+-- observed history, and the person's first observed referral: the primary analysis's new users),
+-- whether it engaged, and its primary
 -- matched contrast (int_referral_contrasts, specification `primary`): the comparators' weighted
 -- before and after counts (after as a rate over the days followed, comparators being censored at
 -- their own later referral) and the difference in differences.
@@ -51,6 +52,7 @@ eligible as (
     select distinct episode_key
     from risk_sets
     where is_referred
+        and previous_referral_date is null
 
 ),
 

@@ -2,7 +2,7 @@
 
 One row per matching specification (int_comparators_matched: `primary`, `lookback_4q` matching on
 4 quarters of history instead of 8, `ratio_1` and `ratio_10` comparators per referral instead of 5,
-`washout_728` no earlier referral in two years instead of one) x outcome x window, from
+`washout_365` people referred more than a year before kept in, instead of new users only) x outcome x window, from
 int_referral_contrasts: the matched difference in differences over the specification's matched
 referrals (those in the target population of fct_referral_outcomes), its cluster-robust standard
 error and 95% interval (as mart_outcomes_by_deprivation), and its change from the primary estimate.
