@@ -27,7 +27,7 @@ def prefect_harness():
     """One temporary Prefect server for every test that runs a flow."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=300):  # generous: CI machines can be busy
         yield
 
 
