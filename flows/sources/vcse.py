@@ -21,7 +21,6 @@ from flows.sources.common import (
     ZIP_MAGIC,
     CsvLayout,
     FeedFileError,
-    check_zip,
     describe_spellings,
     frame_schema,
     iter_raw_chunks,
@@ -35,6 +34,7 @@ from flows.sources.common import (
     require_columns,
     shape_chunk,
 )
+from flows.sources.workbook import check_workbook
 
 # Canonical column name -> accepted headings (case, spaces and punctuation ignored).
 HEADINGS: dict[str, tuple[str, ...]] = {
@@ -294,7 +294,7 @@ def _find_header(rows: Iterable[tuple[int, Sequence[str]]], remembered: Mapping[
 
 def _excel_rows(path: Path, notices: list[str] | None = None) -> Iterator[tuple[int, list[str | None]]]:
     """Yield (Excel row number, cell texts) from the first worksheet, noting any other worksheets."""
-    check_zip(path, allow_folders=True)
+    check_workbook(path)  # the portal's safety checks, before openpyxl reads a byte of it
     # Given a stream, openpyxl judges the file by its content rather than its extension. It raises many
     # kinds of error on a damaged or foreign file; to a service they all mean the same thing.
     with path.open("rb") as stream:
