@@ -3,7 +3,8 @@
 #   make test   install into .venv with the test tools (and Debian's Chromium for the portal's
 #               browser tests, saying so first, and axe-core from npm for their accessibility
 #               check), then run the whole test suite
-#   make test-faults  the fault-injection suite (tests/faults), 45 minutes or more: run on demand
+#   make test-faults  the fault-injection suite (tests/faults), about 20 minutes on two idle cores;
+#               CI runs it after make test
 # Every install takes the exact versions in requirements.lock / requirements-test.lock;
 # `make lock` recompiles both from pyproject.toml after a dependency changes.
 PYTHON ?= python3
@@ -66,7 +67,9 @@ test: install-test browser axe
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The fault-injection suite (kill -9 at 22 points, a full disk in each stage, a half-written file, two runs
-# at once, a reader throughout): about 15 minutes, so not part of `make test`.
+# at once, a reader throughout), SPRX_FAULTS_WORKERS cases at a time (default 2): about 20 minutes on two
+# idle cores (about 40 CPU-minutes; far longer on a busy machine, see benchmarks/README.md), so a target of
+# its own, not part of `make test`; .ci/run runs it after `make test`.
 test-faults: install-test
 	$(BIN)/python -m pytest tests/faults -m faults
 

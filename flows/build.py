@@ -132,7 +132,24 @@ def invoke_dbt(arguments: list[str], home: Path):
     with _environment(SPRX_HOME=str(home), SPRX_DUCKDB_MEMORY_LIMIT=bounds["memory_limit"],
                       SPRX_DUCKDB_THREADS=bounds["threads"], SPRX_DUCKDB_TEMP_DIRECTORY=bounds["temp_directory"]), \
             private_umask():  # the warehouse's log, dbt's files: owner-only
-        return dbtRunner().invoke(arguments)
+        try:
+            return dbtRunner().invoke(arguments)
+        finally:
+            close_warehouse_handle()
+
+
+def close_warehouse_handle() -> None:
+    """Close the DuckDB database dbt-duckdb kept open for the build (profile: keep_open), checkpointing it.
+
+    Keeping one handle open through a build instead of reopening the file for each of its ~700 nodes
+    more than halves its time; closing it when dbt returns frees the warehouse for the publish step
+    and the next ingest in this long-lived process."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    environment = getattr(DuckDBConnectionManager, "_ENV", None)
+    DuckDBConnectionManager.close_all_connections()
+    if environment is not None:
+        environment.close()
 
 
 def summarise(result, seconds: float) -> BuildSummary:
