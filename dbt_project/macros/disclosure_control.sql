@@ -136,9 +136,11 @@ suppression_chosen_{{ step }} as (
 
     select
         cells.measure,
-        arg_min(
+        min_by(
             cells.row_key,
-            struct_pack(total_last := relations.is_total, value := cells.value, row_key := cells.row_key)
+            {{ ordered_record([
+                ('total_last', 'relations.is_total'), ('value', 'cells.value'), ('row_key', 'cells.row_key')
+            ]) }}
         ) as row_key
     from suppression_offending_{{ step }} as offending
     inner join {{ relations }} as relations
