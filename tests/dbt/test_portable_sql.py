@@ -41,6 +41,7 @@ DUCKDB_ONLY = [
     (r"\bread_(parquet|csv|json)\w*\s*\(", "read_parquet/read_csv: a dbt source"),
     (r"\b(hugeint|ubigint|uinteger|usmallint|utinyint)\b", "unsigned/huge integer types: bigint"),
     (r"\bquantile(_cont|_disc)?\s*\(", "quantile: median or percentile"),
+    (r"\bunpivot\s*\(|\binto\s+name\b", "DuckDB's unpivot statement: a union all of one select per column"),
 ]
 
 # A macro body for one engine other than Spark: `default__name` or `duckdb__name`.
@@ -91,6 +92,7 @@ def test_no_duckdb_only_sql_outside_dispatched_macros(path):
         ("select list_sort(l) from t", "list functions"),
         ("select d + interval 1 month from t", "date arithmetic"),
         ("select timezone('UTC', a) from t", "timezone()"),
+        ("unpivot (select k, a, b from t) on a, b into name measure value value", "DuckDB's unpivot"),
         # ... and in a macro that is not dispatched, or in the spark__ version of one
         ("{% macro m() %}select arg_min(a, b){% endmacro %}", "arg_min"),
         ("{% macro spark__m() %}select struct_pack(a := 1){% endmacro %}", "struct_pack"),
