@@ -85,8 +85,11 @@ java:
 demo: install
 	$(BIN)/sprx demo
 
+# Two pytest-xdist workers: much of the suite waits on servers, subprocesses and disk, so two share two cores
+# well; tests/conftest.py keeps tests that share an expensive fixture on one worker. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: install-test browser axe
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The fault-injection suite (kill -9 at 22 points, a full disk in each stage, a half-written file, two runs
 # at once, a reader throughout): about 15 minutes, so not part of `make test`.

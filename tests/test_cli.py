@@ -53,12 +53,11 @@ def test_a_bad_setting_is_one_line_and_exit_2(monkeypatch, tmp_path: Path, capsy
     assert not (tmp_path / "home").exists()
 
 
-@pytest.mark.usefixtures("prefect_harness")
-def test_demo_lands_ingests_and_summarises_the_sample_feeds(monkeypatch, tmp_path: Path, capsys) -> None:
-    monkeypatch.setenv("SPRX_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SPRX_PSEUDONYMISATION_KEY", raising=False)
-    assert main(["demo"]) == 0
-    captured = capsys.readouterr()
+def test_demo_lands_ingests_and_summarises_the_sample_feeds(demo_run, monkeypatch, capsys) -> None:
+    # `sprx demo` on a fresh home with no key set, run once per session (tests/conftest.py `demo_run`): its
+    # home is the sample warehouse the other tests read, so this test only adds a run that loads nothing
+    home, out, err = demo_run.home, demo_run.out, demo_run.err
+    assert demo_run.code == 0, err[-3000:]
 
     def files_under(folder: Path) -> list[Path]:
         return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
@@ -66,34 +65,36 @@ def test_demo_lands_ingests_and_summarises_the_sample_feeds(monkeypatch, tmp_pat
     expected = sorted(p.relative_to(SAMPLE_FEEDS_DIR) for p in SAMPLE_FEEDS_DIR.rglob("*")
                       if p.is_file() and p.name not in ("truth.json", "README.md"))
     # every sample file loaded, so every one moved from landing/ to archive/
-    assert files_under(tmp_path / "home" / "archive") == expected
-    assert files_under(tmp_path / "home" / "landing") == []
+    assert files_under(home / "archive") == expected
+    assert files_under(home / "landing") == []
     deliveries = len(_deliveries_in_folder(SAMPLE_FEEDS_DIR))  # a SystmOne folder is one delivery
-    assert f"Landed {deliveries} new deliveries" in captured.out and "referral episodes" in captured.out
-    assert f"Ingest: {deliveries} new deliveries" in captured.out  # the same count, the same word
+    assert f"Landed {deliveries} new deliveries" in out and "referral episodes" in out
+    assert f"Ingest: {deliveries} new deliveries" in out  # the same count, the same word
     # the demo makes a local key when none is set, and says so
-    assert "created a local key" in captured.err and (tmp_path / "home" / "pseudonymisation.key").exists()
+    assert "created a local key" in err and (home / "pseudonymisation.key").exists()
     truth = json.loads((SAMPLE_FEEDS_DIR / "truth.json").read_text(encoding="utf-8"))
     faults = len({(f["file"], f["row_number"]) for f in truth["injected_faults"]["rows"]})
-    assert re.search(rf"rows: \d+ received = \d+ loaded \+ {faults} quarantined", captured.out)
-    assert "Build: dbt build passed" in captured.out and " 0 failed" in captured.out  # the warehouse is built
+    assert re.search(rf"rows: \d+ received = \d+ loaded \+ {faults} quarantined", out)
+    assert "Build: dbt build passed" in out and " 0 failed" in out  # the warehouse is built
     # ... and published, and the summary says where
-    published = tmp_path / "home" / "published" / "analytics.duckdb"
-    assert published.exists() and f"analysts open {published}" in captured.out
-    assert "Published " in captured.out
+    published = home / "published" / "analytics.duckdb"
+    assert published.exists() and f"analysts open {published}" in out
+    assert "Published " in out
     # Prefect's own log lines went to the log file, not the console
-    assert "Beginning flow run" not in captured.err + captured.out
-    assert (tmp_path / "home" / "logs" / "sprx.log").exists()  # (what reaches it: tests/test_run.py)
-    assert len((captured.out + captured.err).splitlines()) < 60
+    assert "Beginning flow run" not in err + out
+    assert (home / "logs" / "sprx.log").exists()  # (what reaches it: tests/test_run.py)
+    assert len((out + err).splitlines()) < 60
     # sprx run after the demo finds the demo's key file, and names it
-    monkeypatch.delenv("SPRX_PSEUDONYMISATION_KEY", raising=False)
+    monkeypatch.setenv("SPRX_HOME", str(home))
+    monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", "")  # recorded, so that the key the run sets is taken back
+    monkeypatch.delenv("SPRX_PSEUDONYMISATION_KEY")
     assert main(["run", "--if-loaded"]) == 0
     again = capsys.readouterr()
-    assert f"using the demo's key file {tmp_path / 'home' / 'pseudonymisation.key'}" in again.err
+    assert f"using the demo's key file {home / 'pseudonymisation.key'}" in again.err
     assert "Nothing new was loaded" in again.out
     # landing the sample again lands nothing: what is archived is not landed twice
-    assert land_sample(tmp_path / "home" / "landing", tmp_path / "home" / "archive") == 0
-    assert files_under(tmp_path / "home" / "landing") == []
+    assert land_sample(home / "landing", home / "archive") == 0
+    assert files_under(home / "landing") == []
 
 
 @pytest.mark.usefixtures("prefect_harness")

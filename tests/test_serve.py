@@ -190,9 +190,26 @@ def _trigger_full(api_url: str) -> None:
     assert "Created flow run" in result.stdout
 
 
-def test_a_schedule_fires_and_publishes_against_prefect_server_start(tmp_path, prefect_server):
-    home = tmp_path / "home"
-    serve = _start_serve(tmp_path, home, PREFECT_API_URL=prefect_server)
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory, prefect_server) -> Iterator[dict[str, tuple[Path, Path, int, subprocess.Popen]]]:
+    """`sprx serve` both ways at once, each on its own home with VCSE sheets already landed: against
+    `prefect server start` ("server"), and with no PREFECT_API_URL ("local"). Started together, their first
+    scheduled runs wait for the same minute. Yields mode -> (folder, home, sheets landed, serve process)."""
+    started = {}
+    try:
+        for mode, extra in (("server", {"PREFECT_API_URL": prefect_server}), ("local", {})):
+            folder = tmp_path_factory.mktemp(f"serve-{mode}")
+            home = folder / "home"
+            sheets = _drop_sheets(home)
+            started[mode] = (folder, home, sheets, _start_serve(folder, home, **extra))
+        yield started
+    finally:
+        for _, _, _, process in started.values():
+            _stop(process)
+
+
+def test_a_schedule_fires_and_publishes_against_prefect_server_start(serving, prefect_server):
+    _, home, sheets, serve = serving["server"]
     try:
         _read_line(serve, r"using the Prefect server at " + re.escape(prefect_server), STARTUP_SECONDS)
         deployments = _registered(prefect_server)
@@ -202,7 +219,6 @@ def test_a_schedule_fires_and_publishes_against_prefect_server_start(tmp_path, p
             assert crons == ([(cron, "Europe/London")] if cron else []), name
             assert deployment.parameters == {"sources": sources, "build_when": build_when}, name
             assert deployment.global_concurrency_limit.limit == 1, name
-        sheets = _drop_sheets(home)
         status = _wait_for_scheduled_publish(home, serve, prefect_server)
         _trigger_full(prefect_server)
     finally:
@@ -211,9 +227,8 @@ def test_a_schedule_fires_and_publishes_against_prefect_server_start(tmp_path, p
     assert "\x1b[" not in output  # no colour codes when the output is not a terminal
 
 
-def test_a_schedule_fires_and_publishes_on_the_local_server_serve_starts(tmp_path):
-    home = tmp_path / "home"
-    serve = _start_serve(tmp_path, home)
+def test_a_schedule_fires_and_publishes_on_the_local_server_serve_starts(serving):
+    _, home, sheets, serve = serving["local"]
     try:
         found, lines = _read_line(serve, r"started a local Prefect server .*PREFECT_API_URL=(\S+) prefect "
                                          r"deployment run run/full", STARTUP_SECONDS)
@@ -223,7 +238,6 @@ def test_a_schedule_fires_and_publishes_on_the_local_server_serve_starts(tmp_pat
         _, more = _read_line(serve, r"run/full\s+on demand", 60)
         assert any(re.search(r"run/vcse-frequent\s+cron '\* \* \* \* \*' Europe/London", line) for line in more)
         assert set(EXPECTED) <= set(_registered(api_url))
-        sheets = _drop_sheets(home)
         status = _wait_for_scheduled_publish(home, serve, api_url)
         _trigger_full(api_url)
     finally:

@@ -1,16 +1,16 @@
-"""The sample feeds, ingested and built once for every test of the dbt project."""
+"""The sample warehouse the session's `sprx demo` built, shared by every test of the dbt project."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from flows.build import BuildSummary, DbtBuildError, build
-
-SAMPLE_KEY = "dbt-sample-key-0123456789abcdef0123456789"
+from flows.build import FAILED_STATUSES, BuildSummary
 
 
 @dataclass(frozen=True)
@@ -32,29 +32,28 @@ def land(source: Path, home: Path) -> None:
             shutil.copytree(child, home / "landing" / child.name, dirs_exist_ok=True)
 
 
+def summary_from_run_results(path: Path) -> BuildSummary:
+    """The summary of a `dbt build`, read back from dbt's own run_results.json."""
+    results = json.loads(path.read_text(encoding="utf-8"))
+    counts: dict[str, Counter] = {}
+    failures = []
+    for result in results["results"]:
+        kind = result["unique_id"].split(".", 1)[0]
+        counts.setdefault(kind, Counter())[result["status"]] += 1
+        if result["status"] in FAILED_STATUSES:
+            failures.append(f"{kind} {result['unique_id']}: {result['status']} ({result.get('message') or ''})")
+    return BuildSummary(success=not failures, seconds=results["elapsed_time"],
+                        counts={kind: dict(statuses) for kind, statuses in counts.items()}, failures=failures)
+
+
 @pytest.fixture(scope="package")
 def sample_build(sample_home: Path) -> SampleBuild:
-    """The session's ingested sample warehouse (tests/conftest.py), built by the `build` flow."""
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("SPRX_HOME", str(sample_home))
-    try:
-        summary = build()
-    except DbtBuildError as failed:  # kept, so that the tests say what failed
-        summary = failed.summary
-    finally:
-        monkeypatch.undo()
-    return SampleBuild(home=sample_home, summary=summary)
+    """The session's sample warehouse (tests/conftest.py), which `sprx demo` ingested, built and published,
+    with the summary of that build."""
+    return SampleBuild(home=sample_home, summary=summary_from_run_results(sample_home.parent / "demo_run_results.json"))
 
 
 @pytest.fixture(scope="package")
 def published(sample_build: SampleBuild) -> Path:
-    """The sample warehouse published by the publish flow (analytics.duckdb, Parquet, CSV, report); its folder."""
-    from flows.publish import publish
-
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("SPRX_HOME", str(sample_build.home))
-    try:
-        publish()
-    finally:
-        monkeypatch.undo()
+    """The sample warehouse as the demo's publish left it (analytics.duckdb, Parquet, CSV, report); its folder."""
     return sample_build.home / "published"
