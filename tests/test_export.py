@@ -9,8 +9,6 @@ import pytest
 
 from sprx.cli import main
 
-from tests.conftest import SAMPLE_KEY
-
 
 @pytest.fixture(scope="module")
 def exported(sample_home, tmp_path_factory):
@@ -18,7 +16,6 @@ def exported(sample_home, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "raw"
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("SPRX_HOME", str(sample_home))
-    monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", SAMPLE_KEY)
     try:
         code = main(["export", "--raw", "--out", str(out)])
     finally:
