@@ -424,6 +424,42 @@ def run_build(full_refresh: bool = False) -> int:
     return 0
 
 
+def _export_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write the raw zone and the audit tables as Parquet (for the dbt project on Spark)",
+        description=(
+            "Write every raw.* and audit.* table of $SPRX_HOME/warehouse.duckdb as a Parquet dataset, "
+            "OUT/<schema>/<table>/, partitioned by practice (GP), trust (ambulance), service (VCSE) or "
+            "source (audit.file_loads), times as UTC instants. It is what the dbt project's `spark` target "
+            "reads (docs/scale.md). Holds the warehouse lock while it reads; the new export replaces the "
+            "previous one whole, by renames."
+        ),
+    )
+    parser.add_argument("--raw", action="store_true", required=True,
+                        help="export the raw zone and the audit tables (the only export there is)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="where to write (default $SPRX_HOME/export/raw, where the spark target reads)")
+    parser.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the raw zone and the audit tables as Parquet."""
+    from flows.export import ExportError, export_raw
+    from flows.lock import WarehouseBusy
+
+    try:
+        summary = export_raw(args.out)
+    except (ExportError, WarehouseBusy) as error:
+        print(f"sprx export: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # one line, never a traceback
+        print(f"sprx export: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(summary.describe())
+    return 0
+
+
 def _run_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
@@ -643,6 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(subparsers)
     _ingest_parser(subparsers)
     _build_parser(subparsers)
+    _export_parser(subparsers)
     _status_parser(subparsers)
     _run_parser(subparsers)
     _publish_parser(subparsers)

@@ -119,7 +119,7 @@ candidates_aged as (
         referrals.index_date,
         referrals.age_band as referral_age_band,
         people.person_key,
-        people.age_at_extract + date_sub('year', people.extract_date, referrals.index_date) as age_at_index
+        people.age_at_extract + {{ whole_years_between('people.extract_date', 'referrals.index_date') }} as age_at_index
     from referrals
     inner join people_placed as people
         on referrals.matching_area_code = people.{{ area_column }}

@@ -160,7 +160,7 @@ episodes_described as (
         coalesce(
             episode_openings.age_at_event,
             gp_patients.age_at_extract
-            + date_sub('year', gp_patients.extract_date, episode_openings.episode_start_date)
+            + {{ whole_years_between('gp_patients.extract_date', 'episode_openings.episode_start_date') }}
         ) as age_at_referral,
         episode_openings.age_at_event is null as is_age_at_referral_estimated
     from episode_openings
@@ -172,7 +172,7 @@ episodes_described as (
 final as (
 
     select
-        episodes_described.person_key || ':' || cast(episodes_described.episode_start_date as varchar)
+        episodes_described.person_key || ':' || cast(episodes_described.episode_start_date as {{ dbt.type_string() }})
             as episode_key,
         episodes_described.person_key,
         episodes_described.episode_sequence,

@@ -23,7 +23,7 @@ by_quintile as (
     select
         outcome,
         window_days,
-        cast(imd_quintile as varchar) as imd_quintile,
+        cast(imd_quintile as {{ dbt.type_string() }}) as imd_quintile,
         has_complete_follow_up,
         is_in_matched_analysis,
         events_change,
@@ -70,7 +70,8 @@ summarised as (
 final as (
 
     select
-        outcome || '|' || cast(window_days as varchar) || '|' || imd_quintile as outcome_deprivation_key,
+        outcome || '|' || cast(window_days as {{ dbt.type_string() }}) || '|' || imd_quintile
+            as outcome_deprivation_key,
         outcome,
         window_days,
         imd_quintile,
