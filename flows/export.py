@@ -38,6 +38,7 @@ PARTITION_COLUMNS: dict[tuple[str, str], str | None] = {
     ("audit", "rejected_rows"): None,
     ("audit", "pipeline_runs"): None,
     ("audit", "pseudonymisation_key"): None,
+    ("audit", "duckdb_settings"): None,
 }
 
 

@@ -97,6 +97,7 @@ def in_sample_home(sample_home, demo_run, monkeypatch):
     return sample_home
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """Keep tests that share an expensive fixture on one worker when the suite runs in parallel (`make test`
     runs it on two pytest-xdist workers with --dist loadgroup): every test of the session's sample warehouse
