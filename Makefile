@@ -85,9 +85,10 @@ java:
 demo: install
 	$(BIN)/sprx demo
 
-# Two pytest-xdist workers: much of the suite waits on servers, subprocesses and disk, so two share two cores
-# well; tests/conftest.py keeps tests that share an expensive fixture on one worker. TEST_WORKERS=0 runs serially.
-TEST_WORKERS ?= 2
+# Three pytest-xdist workers: much of the suite waits on servers, subprocesses, schedules and disk, so three
+# keep two cores busy (with two, the suite used 1.46 cores); tests/conftest.py keeps tests that share an
+# expensive fixture on one worker. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 3
 test: install-test browser axe
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
