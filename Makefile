@@ -95,7 +95,7 @@ test: install-test browser axe
 # The fault-injection suite (kill -9 at 22 points, a full disk in each stage, a half-written file, two runs
 # at once, a reader throughout), SPRX_FAULTS_WORKERS cases at a time (default 2): about 20 minutes on two
 # idle cores (about 40 CPU-minutes; far longer on a busy machine, see benchmarks/README.md), so a target of
-# its own, not part of `make test`; .ci/run runs it after `make test`.
+# its own, not part of `make test`; .ci/run will run it after `make test` once a whole run has passed.
 test-faults: install-test
 	$(BIN)/python -m pytest tests/faults -m faults
 
