@@ -43,10 +43,12 @@ SLICE = (
 )
 # Columns whose values depend on when a run found a file or ran, not on what the files hold.
 RUN_TIME_COLUMNS = ("received", "loaded_at", "days_silent", "is_late", "as_of_date", "published_at", "age_days")
-# Load bookkeeping left out of the marts' rows too (as raw_state leaves it out of raw): a file held back by a fault
-# (half-written) is taken after the others, so its id differs; each file is still compared by path and sha256
-# in audit.file_loads, and any file recorded twice fails the case.
-BOOKKEEPING_COLUMNS = ("file_id",)
+# A file's id follows the order files were loaded in: a file held back by a fault (half-written) is taken after
+# the others, so its id differs from the clean run's. So a mart row's file_id is compared as the file it names
+# (its landing path and sha256), and a key hashed from the file id is left out (the row still carries the file,
+# field and reason it was made from); any file recorded twice fails the case.
+FILE_ID_COLUMN = "file_id"
+FILE_ID_KEYS = ("file_rejection_reason_key",)  # mart_data_quality_reasons: md5(file_id | field | reason)
 # kill -9 points (tests/faults/inject.py): the stage boundaries of `sprx run`, then points inside ingest (in a
 # file's load transaction, between load and archive, in the move to archive/, before the run is recorded),
 # inside the dbt build (after its 1st, 60th and 150th node) and inside publish.
@@ -111,8 +113,10 @@ def _kept_files(home: Path) -> list[tuple[str, int]]:
     return sorted(kept)
 
 
-def _tables(connection: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> dict[str, list[tuple]]:
-    """Rows of every table in schemas named like these (sorted), without run-time columns."""
+def _tables(connection: duckdb.DuckDBPyConnection, schemas: tuple[str, ...],
+            files: dict[int, tuple[str, str]]) -> dict[str, list[tuple]]:
+    """Rows of every table in schemas named like these (sorted), without run-time columns, a file id given as
+    the file it names (files: path and sha256 by file id)."""
     found = {}
     tables = connection.execute(
         "select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE' "
@@ -122,10 +126,13 @@ def _tables(connection: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> 
             continue
         columns = [name for name, kind, *_ in connection.execute(f'describe "{schema}"."{table}"').fetchall()
                    if not any(word in name for word in RUN_TIME_COLUMNS) and "TIMESTAMP" not in kind
-                   and name not in BOOKKEEPING_COLUMNS]
+                   and name not in FILE_ID_KEYS]
         rows = connection.execute(f'select {", ".join(chr(34) + c + chr(34) for c in columns)} '
                                   f'from "{schema}"."{table}"').fetchall()
-        found[f"{schema.rsplit('_', 1)[-1]}.{table}"] = sorted((tuple(map(_steady, row)) for row in rows), key=repr)
+        at = columns.index(FILE_ID_COLUMN) if FILE_ID_COLUMN in columns else None
+        found[f"{schema.rsplit('_', 1)[-1]}.{table}"] = sorted(
+            (tuple(files.get(value, ("unknown file id", value)) if index == at else _steady(value)
+                   for index, value in enumerate(row)) for row in rows), key=repr)
     return found
 
 
@@ -145,9 +152,11 @@ def snapshot(home: Path) -> dict:
         state["rejected_rows"] = sorted(connection.execute(
             "select f.path, f.sha256, r.path, r.row_number, r.field, r.reason, r.value "
             "from audit.rejected_rows r join audit.file_loads f using (file_id)").fetchall(), key=repr)
-        state["marts"] = _tables(connection, ("marts", "published"))
+        files = {file_id: (path, sha256) for file_id, path, sha256 in connection.execute(
+            "select file_id, path, sha256 from audit.file_loads").fetchall()}
+        state["marts"] = _tables(connection, ("marts", "published"), files)
     with duckdb.connect(str(home / "published" / "analytics.duckdb"), read_only=True) as connection:
-        state["published"] = _tables(connection, ("published",))
+        state["published"] = _tables(connection, ("published",), files)  # built from this warehouse: same ids
     published = home / "published"
     # the files of the current release (published/current; its folder's name differs from run to run)
     current = (published / "current").resolve()
@@ -217,7 +226,7 @@ def recover_and_compare(home: Path, api_url: str, reference: dict) -> None:
 class Homes:
     """The starting points the cases copy: the landed slice, one home that ingested it, one clean run of it."""
 
-    def __init__(self, landed: Path, ingested: Future, reference: Future) -> None:
+    def __init__(self, landed: Path, ingested: Future | None, reference: Future) -> None:
         self.landed, self._ingested, self._reference = landed, ingested, reference
 
     @property
@@ -273,7 +282,10 @@ def cases(request, landed: Path, api_url: str, tmp_path_factory):
     chosen = {case_of(item) for item in request.session.items if item.module is request.module}
     pool = ThreadPoolExecutor(max_workers=WORKERS)
     folder = tmp_path_factory.mktemp
-    homes = Homes(landed, pool.submit(make_ingested, landed, api_url, folder("ingested")),
+    # the ingested home only when a chosen case starts from it (a build or publish kill point, a full disk after ingest)
+    needs_ingested = any(case in KILL_POINTS and case not in INGEST_POINTS
+                         or case in ("full-disk:build", "full-disk:publish") for case in chosen)
+    homes = Homes(landed, pool.submit(make_ingested, landed, api_url, folder("ingested")) if needs_ingested else None,
                   pool.submit(make_reference, landed, api_url, folder("reference")))
     futures: dict[str, Future] = {"reference": homes._reference}
     for point in (point for point in KILL_POINTS if point in chosen):
