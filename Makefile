@@ -3,7 +3,7 @@
 #   make test   install into .venv with the test tools (and Debian's Chromium for the portal's
 #               browser tests, saying so first, and axe-core from npm for their accessibility
 #               check), then run the whole test suite
-#   make test-faults  the fault-injection suite (tests/faults), about 20 minutes on two idle cores: run on demand
+#   make test-faults  the fault-injection suite (tests/faults), about 29 CPU-minutes; CI runs it after make test
 #   make test-spark   the same dbt project on a local Apache Spark (its own .venv-spark, Java 17 from
 #               Debian), equal answers to DuckDB's on the sample (tests/spark)
 # Every install takes the exact versions in requirements.lock / requirements-test.lock (and
@@ -93,9 +93,9 @@ test: install-test browser axe
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The fault-injection suite (kill -9 at 22 points, a full disk in each stage, a half-written file, two runs
-# at once, a reader throughout), SPRX_FAULTS_WORKERS cases at a time (default 2): about 20 minutes on two
-# idle cores (about 40 CPU-minutes; far longer on a busy machine, see benchmarks/README.md), so a target of
-# its own, not part of `make test`; .ci/run will run it after `make test` once a whole run has passed.
+# at once, a reader throughout), SPRX_FAULTS_WORKERS cases at a time (default 2): about 29 CPU-minutes, 31
+# minutes measured on this machine's two cores at load 3 to 13 (benchmarks/README.md), so a target of its
+# own, not part of `make test`; .ci/run runs it after `make test`.
 test-faults: install-test
 	$(BIN)/python -m pytest tests/faults -m faults
 
