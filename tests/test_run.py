@@ -236,7 +236,7 @@ def test_a_run_killed_during_the_build_leaves_the_previous_copy(published_home, 
         pass
 
 
-def test_publish_refuses_half_built_warehouse(published_home, api_url):
+def test_finding_3_publish_refuses_a_half_built_warehouse_and_closes_the_dead_build(published_home, api_url):
     """Issue 13, finding 3: after a run killed mid-build, `sprx publish` copied the half-built published
     schema and the dead build stayed `running` in audit.pipeline_runs."""
     home = published_home[0]
