@@ -21,7 +21,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 
 from flows.build import BuildSummary, build
-from flows.ingest import IngestSummary, ingest
+from flows.ingest import IngestSummary, ingest, waiting_in_landing
 from flows.load import SOURCES
 from flows.lock import warehouse_lock
 from flows.publish import PublishSummary, publish
@@ -70,6 +70,29 @@ def _outstanding(warehouse: Path) -> tuple[bool, bool, bool]:
         return (loaded > 0, *outstanding_work(connection))
     finally:
         connection.close()
+
+
+def nothing_to_do(sources: list[str] | None = None) -> bool:
+    """True only when landing/ holds no file for these sources and the warehouse, opened read-only, has no build
+    or publish outstanding under the key in force: then `sprx run --if-loaded` has nothing to do and need not
+    start Prefect. Any doubt (a warehouse in use or from another key, nothing recorded) says False, and the
+    run goes ahead as usual."""
+    import duckdb
+
+    from flows.pseudonymise import MissingKeyError, key_fingerprint, load_key
+
+    settings = get_settings()
+    if waiting_in_landing(settings.landing_dir, tuple(sources or SOURCES)) or not settings.warehouse_path.exists():
+        return False
+    try:
+        fingerprint = key_fingerprint(load_key(settings))
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as connection:
+            recorded = connection.execute("select fingerprint from audit.pseudonymisation_key").fetchall()
+            loaded = connection.execute("select count(*) from audit.file_loads where status = 'loaded'").fetchone()[0]
+            due = outstanding_work(connection)
+    except (duckdb.Error, MissingKeyError):  # in use by a run, from before this version, or no usable key
+        return False
+    return recorded == [(fingerprint,)] and loaded > 0 and due == (False, False)
 
 
 @flow(name="run", persist_result=False)

@@ -493,9 +493,16 @@ def run_pipeline(command: str, sources: list[str] | None, build_when: str) -> in
         print(problem, file=sys.stderr)
         return 1
     from flows.lock import WarehouseBusy
-    from flows.run import StageFailed, run
+    from flows.run import StageFailed, nothing_to_do, run
     from flows.warehouse import WarehouseInUse
 
+    if build_when == "if-loaded" and nothing_to_do(sources):
+        # landing/ is empty and nothing is outstanding: no flow run, no Prefect server to start
+        print("Nothing new was loaded: no build, and the published copy stands (landing/ is empty and the last "
+              "build is published, so no flow run was started).")
+        if note := ignored_note(get_settings().landing_dir):
+            print(note)
+        return 0
     try:
         summary = run(sources=sources, build_when=build_when)
     except StageFailed as failed:

@@ -269,9 +269,17 @@ def test_a_scheduled_run_with_nothing_new_finishes_what_a_killed_build_left(publ
     assert code == 0, err[-3000:]
     assert "Build: dbt build passed" in out and "Published" in out, out
     assert (home / "published" / "manifest.json").read_text() != before
+    # with landing/ empty and nothing outstanding, the next finds that without Prefect (none is reachable here)
+    code, out, err = finish(sprx(home, api_url, "run", "--if-loaded", env={"PREFECT_API_URL": "http://127.0.0.1:9/api"}))
+    assert code == 0, err[-3000:]
+    assert "Nothing new was loaded: no build" in out and "no flow run was started" in out, out
+    assert "Published" not in out
+    # a file in landing/ (the same bytes again: a duplicate) goes through the run as usual, and builds nothing
+    again = next(path for path in deliveries() if path.is_file() and path.parent.name == "ambulance")
+    shutil.copy2(again, home / "landing" / "ambulance" / "again.csv")
     code, out, err = finish(sprx(home, api_url, "run", "--if-loaded"))
     assert code == 0, err[-3000:]
-    assert "Nothing new was loaded: no build" in out and "Published" not in out, out
+    assert "Nothing new was loaded: no build, and the published copy stands." in out.splitlines(), out
 
 
 def _warehouse_with_one_load(path: Path) -> duckdb.DuckDBPyConnection:
