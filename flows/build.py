@@ -26,7 +26,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.lock import warehouse_lock
-from flows.warehouse import connect, duckdb_settings, utc_now
+from flows.warehouse import connect, duckdb_settings, load_watermark, utc_now
 from sprx.permissions import private_umask
 from sprx.settings import DBT_PROJECT_DIR, get_settings
 
@@ -179,6 +179,15 @@ def prepare_warehouse(warehouse: Path) -> None:
     connect(warehouse).close()
 
 
+def read_load_watermark(warehouse: Path) -> dict[str, int]:
+    """The raw zone's `load_watermark`, read under the build's lock before dbt opens the warehouse."""
+    connection = connect(warehouse)
+    try:
+        return load_watermark(connection)
+    finally:
+        connection.close()
+
+
 @task(persist_result=False)
 def dbt_build(home: Path, select: tuple[str, ...] = (), full_refresh: bool = False) -> BuildSummary:
     """`dbt build` (seeds, models, data tests and unit tests, in dependency order); counts, never rows.
@@ -224,6 +233,8 @@ def build(select: tuple[str, ...] = (), full_refresh: bool = False) -> BuildSumm
         record_run(settings, run_id, started, "running", stage="build")
         try:
             prepare_warehouse(settings.warehouse_path)
+            # what the raw zone held as a full build began: `sprx run --if-loaded` builds again only when it changes
+            watermark = {} if select else read_load_watermark(settings.warehouse_path)
             summary = dbt_build(settings.home, tuple(select), full_refresh)
         except BaseException:
             record_run(settings, run_id, started, "failed", quiet=True, stage="build")
@@ -231,7 +242,7 @@ def build(select: tuple[str, ...] = (), full_refresh: bool = False) -> BuildSumm
         record_run(settings, run_id, started, "completed" if summary.success else "failed", {
             "models_built": summary.models_built, "models_failed": summary.models_failed,
             "tests_passed": summary.tests_passed, "tests_failed": summary.tests_failed,
-            "seconds": round(summary.seconds, 1)}, quiet=not summary.success, stage="build")
+            "seconds": round(summary.seconds, 1), **watermark}, quiet=not summary.success, stage="build")
     publish_build_report(summary)
     if not summary.success:
         raise DbtBuildError(summary)

@@ -475,7 +475,8 @@ def _run_parser(subparsers) -> None:
     parser.add_argument("--source", action="append", choices=("gp", "emis", "systmone", "ambulance", "vcse"),
                         help="ingest only these sources (repeatable; gp = emis and systmone)")
     parser.add_argument("--if-loaded", action="store_true",
-                        help="build and publish only when the ingest loaded at least one file")
+                        help="build only when something loaded that the last complete build did not see (this run "
+                             "or an earlier one), or the last build failed; publish only what is not yet published")
     _flow_options(parser)
     parser.set_defaults(handler=cmd_run)
 
@@ -492,9 +493,16 @@ def run_pipeline(command: str, sources: list[str] | None, build_when: str) -> in
         print(problem, file=sys.stderr)
         return 1
     from flows.lock import WarehouseBusy
-    from flows.run import StageFailed, run
+    from flows.run import StageFailed, nothing_to_do, run
     from flows.warehouse import WarehouseInUse
 
+    if build_when == "if-loaded" and nothing_to_do(sources):
+        # landing/ is empty and nothing is outstanding: no flow run, no Prefect server to start
+        print("Nothing new was loaded: no build, and the published copy stands (landing/ is empty and the last "
+              "build is published, so no flow run was started).")
+        if note := ignored_note(get_settings().landing_dir):
+            print(note)
+        return 0
     try:
         summary = run(sources=sources, build_when=build_when)
     except StageFailed as failed:
@@ -510,10 +518,13 @@ def run_pipeline(command: str, sources: list[str] | None, build_when: str) -> in
         print("Nothing to publish: no file has loaded into this warehouse yet, so nothing was built or published "
               f"(put feeds in {get_settings().landing_dir}, or run `sprx demo`).")
         return 0
-    if summary.build is None:
+    if summary.build is None and summary.publish is None:
         print("Nothing new was loaded: no build, and the published copy stands.")
         return 0
-    print(f"Build: {summary.build.describe()}")
+    if summary.build is None:
+        print("Nothing new was loaded; the last build had not been published, so it was.")
+    else:
+        print(f"Build: {summary.build.describe()}")
     if summary.publish is not None:
         print(summary.publish.describe())
     return 0
