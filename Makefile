@@ -5,7 +5,7 @@
 #               check), then run the whole test suite
 #   make test-faults  the fault-injection suite (tests/faults), about 29 CPU-minutes; CI runs it after make test
 #   make test-spark   the same dbt project on a local Apache Spark (its own .venv-spark, Java 17 from
-#               Debian), equal answers to DuckDB's on the sample (tests/spark)
+#               Debian), equal answers to DuckDB's on the sample (tests/spark), about 8 minutes; CI runs it
 # Every install takes the exact versions in requirements.lock / requirements-test.lock (and
 # requirements-spark.lock for .venv-spark); `make lock` recompiles all three from pyproject.toml.
 PYTHON ?= python3
@@ -100,7 +100,8 @@ test-faults: install-test
 	$(BIN)/python -m pytest tests/faults -m faults
 
 # The sample built by dbt on DuckDB and on a local Spark (local[2]), every published table compared
-# (tests/spark, marker `spark`, left out of `make test`).
+# (tests/spark, marker `spark`, left out of `make test`; .ci/run runs it after `make test`): about 8 minutes
+# on two shared cores, the Spark build about 5 (docs/scale.md).
 test-spark: install-spark java
 	SPARK_LOCAL_IP=127.0.0.1 $(SPARK_BIN)/python -m pytest tests/spark -m spark
 

@@ -21,7 +21,10 @@
     cast({{ utc_timestamp }} as timestamp)
 {%- endmacro %}
 
-{#- Whole years from one date to a later one (an age): a birthday not yet reached does not count. -#}
+{#- Whole years from one date to another (an age): a birthday not yet reached does not count. From a
+    later date to an earlier one the years are negative, whole years towards zero (DuckDB's date_sub:
+    from 31 October back to 9 February of that year is 0 years, not -1), as the models use it to move
+    an age known on the extract date back to an earlier date. -#}
 {% macro whole_years_between(start_date, end_date) -%}
     {{ return(adapter.dispatch('whole_years_between', 'sprx')(start_date, end_date)) }}
 {%- endmacro %}
@@ -31,7 +34,9 @@
 {%- endmacro %}
 
 {% macro spark__whole_years_between(start_date, end_date) -%}
-    cast(floor(months_between({{ end_date }}, {{ start_date }}, false) / 12) as bigint)
+    {#- months_between counts whole months as DuckDB does (the last day of a month to the last day of
+        another is whole); a cast to bigint truncates towards zero as date_sub does -#}
+    cast(months_between({{ end_date }}, {{ start_date }}, false) / 12 as bigint)
 {%- endmacro %}
 
 {#- The first day of every month from first_month to last_month (both the first of a month, both

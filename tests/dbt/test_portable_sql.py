@@ -42,6 +42,26 @@ DUCKDB_ONLY = [
     (r"\b(hugeint|ubigint|uinteger|usmallint|utinyint)\b", "unsigned/huge integer types: bigint"),
     (r"\bquantile(_cont|_disc)?\s*\(", "quantile: median or percentile"),
     (r"\bunpivot\s*\(|\binto\s+name\b", "DuckDB's unpivot statement: a union all of one select per column"),
+    # the same name, a different meaning on Spark: a dispatched macro says which one is meant
+    (r"\bregexp_(matches|full_match|extract|extract_all|replace|split_to_array)\s*\(",
+     "regexp functions: a dispatched macro (DuckDB's regexp_replace replaces the first match, Spark's every "
+     "match; regexp_extract's default group is 0 on DuckDB, 1 on Spark; regexp_matches is DuckDB's alone)"),
+    (r"\b(string_split|str_split|string_split_regex|str_split_regex|string_to_array)\s*\(|(?<![.\w])split\s*\(",
+     "split into a list: split_part (both engines)"),
+    (r"\b(starts_with|ends_with|prefix|suffix)\s*\(", "starts_with/ends_with: like 'text%'"),
+    (r"\b(printf|format)\s*\(", "printf/format: concat_ws, or || with casts to dbt.type_string()"),
+    (r"\b(dayofweek|isodow|dow|weekday|dayofyear|isoyear|yearweek)\s*\(",
+     "day-of-week numbers differ (DuckDB Sunday 0, Spark Sunday 1): a dispatched macro"),
+    (r"\blog\s*\(", "log(): base 10 on DuckDB, e on Spark: ln or log10"),
+    (r"\btrunc\s*\(", "trunc(): a number on DuckDB, a date on Spark: floor or dbt.date_trunc"),
+    (r"\btoday\s*\(", "today(): current_date"),
+    (r"\bage\s*\(", "age(): macro whole_years_between"),
+    (r"\bto_timestamp\s*\(", "to_timestamp(): epoch seconds on DuckDB, a string to parse on Spark: cast(... as timestamp)"),
+    (r"\bhash\s*\(", "hash(): different values on each engine: md5"),
+    (r"//", "// integer division: floor(a / b)"),
+    (r"\bas\s+(text|blob|uuid|timestamptz)\b|\bwith\s+time\s+zone\b",
+     "DuckDB-only types: dbt.type_string(), macro utc_instant"),
+    (r"\basof\s+(left\s+)?join\b|\bpositional\s+join\b", "ASOF/POSITIONAL joins: a window, or a join on a key"),
 ]
 
 # A macro body for one engine other than Spark: `default__name` or `duckdb__name`.
@@ -93,6 +113,15 @@ def test_no_duckdb_only_sql_outside_dispatched_macros(path):
         ("select d + interval 1 month from t", "date arithmetic"),
         ("select timezone('UTC', a) from t", "timezone()"),
         ("unpivot (select k, a, b from t) on a, b into name measure value value", "DuckDB's unpivot"),
+        ("select regexp_replace(a, 'x', 'y') from t", "regexp functions"),
+        ("select regexp_extract(a, '(\\d+)') from t", "regexp functions"),
+        ("select string_split(a, ',') from t", "split into a list"),
+        ("select split(a, ',') from t", "split into a list"),
+        ("select dayofweek(d) from t", "day-of-week"),
+        ("select log(x) from t", "log()"),
+        ("select a // 2 from t", "// integer division"),
+        ("select cast(a as text) from t", "DuckDB-only types"),
+        ("select * from a asof join b on a.t >= b.t", "ASOF"),
         # ... and in a macro that is not dispatched, or in the spark__ version of one
         ("{% macro m() %}select arg_min(a, b){% endmacro %}", "arg_min"),
         ("{% macro spark__m() %}select struct_pack(a := 1){% endmacro %}", "struct_pack"),
@@ -112,6 +141,7 @@ def test_the_scan_finds_duckdb_only_sql(sql, expected):
         "-- strftime would be DuckDB-only\nselect 1",
         "{# arg_max(a, b) #}{% for step in range(1, 3) %}select {{ step }}{% endfor %}",
         "select {{ dbt.datediff('a', 'b', 'day') }}, max_by(a, b), cast(x as {{ dbt.type_string() }}) from t",
+        "select split_part(a, '#', 2), ln(x), log10(x), a like 'x%' from t",
     ],
 )
 def test_the_scan_allows_portable_sql(sql):
