@@ -243,7 +243,8 @@ def validate_rows(
     )
     valid = work.filter(~pl.col("__failed")).select(pl.col(column.name).cast(column.dtype) for column in plan.columns)
     failing = work.filter(pl.col("__failed"))
-    rejected = _rejections(plan, failing, list(by_field), rules, context)
+    rejected = (_rejections(plan, failing, list(by_field), rules, context) if failing.height
+                else pl.DataFrame(schema=REJECTED_SCHEMA))
     wrong_practice_rows = int(failing["__wrong_practice"].sum()) if practice_code is not None else 0
     if check_contract:
         with validation_context(context):
