@@ -44,9 +44,6 @@ TOP_REASONS = 10
 # Names of files still arriving: a sender writes under one of these and renames the file into place when whole
 # (dot-files: rsync, the portal; the suffixes: browsers, WinSCP, FileZilla, curl and most transfer tools).
 IN_PROGRESS_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".filepart", ".crdownload", ".download", ".swp", "~")
-# How much write-ahead log the ingest lets grow before DuckDB folds it into the warehouse file (DuckDB's default,
-# 16 MiB, checkpoints every few files, rewriting the raw tables' indexes each time; each commit is still durable).
-INGEST_CHECKPOINT_THRESHOLD = "1GiB"
 # A reprocess builds the new warehouse beside the old one under this name, and swaps it in when complete.
 REBUILD_NAME = "warehouse.reprocess.duckdb"
 # A warehouse that cannot be opened is moved aside under this prefix (+ UTC time) by a reprocess.
@@ -324,7 +321,6 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
     connection = connect(settings.warehouse_path)
     try:
         record_duckdb_settings(connection, "ingest")
-        connection.execute(f"set checkpoint_threshold = '{INGEST_CHECKPOINT_THRESHOLD}'")
         loader = Loader(connection, key, run_id=run_id, home=settings.home)
         for delivery in sorted(deliveries, key=_order):
             accepted = delivery.relative in accept
