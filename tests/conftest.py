@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import shutil
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-# Prefect reads its settings when first imported: point it at a throwaway home before that.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="sprx-prefect-"))
+# Prefect reads its settings when first imported: point it at a throwaway home before that, removed
+# when this process (the session, or one xdist worker) exits.
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="sprx-prefect-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # Files the tests land are whole when written: take them at once (tests of the settle interval set their own).
