@@ -174,13 +174,9 @@ def summarise(result, seconds: float) -> BuildSummary:
 
 
 @task(persist_result=False)
-def prepare_warehouse(warehouse: Path) -> None:
-    """Make sure the raw and audit schemas exist, so that a home with nothing ingested builds empty models."""
-    connect(warehouse).close()
-
-
-def read_load_watermark(warehouse: Path) -> dict[str, int]:
-    """The raw zone's `load_watermark`, read under the build's lock before dbt opens the warehouse."""
+def prepare_warehouse(warehouse: Path) -> dict[str, int]:
+    """Make sure the raw and audit schemas exist, so that a home with nothing ingested builds empty models; return
+    the raw zone's `load_watermark`, read under the build's lock before dbt opens the warehouse."""
     connection = connect(warehouse)
     try:
         return load_watermark(connection)
@@ -232,9 +228,10 @@ def build(select: tuple[str, ...] = (), full_refresh: bool = False) -> BuildSumm
         # as abandoned, and publish refuses to copy what it left
         record_run(settings, run_id, started, "running", stage="build")
         try:
-            prepare_warehouse(settings.warehouse_path)
             # what the raw zone held as a full build began: `sprx run --if-loaded` builds again only when it changes
-            watermark = {} if select else read_load_watermark(settings.warehouse_path)
+            watermark = prepare_warehouse(settings.warehouse_path)
+            if select:
+                watermark = {}  # a partial build does not bring every mart up to the raw zone
             summary = dbt_build(settings.home, tuple(select), full_refresh)
         except BaseException:
             record_run(settings, run_id, started, "failed", quiet=True, stage="build")

@@ -25,7 +25,7 @@ from flows.ingest import IngestSummary, ingest, waiting_in_landing
 from flows.load import SOURCES
 from flows.lock import warehouse_lock
 from flows.publish import PublishSummary, publish
-from flows.warehouse import connect, outstanding_work
+from flows.warehouse import connect, load_watermark, outstanding_work
 from sprx.settings import get_settings
 
 # When to build after ingesting: always, or only when something is outstanding (see the module's docstring).
@@ -66,8 +66,7 @@ def _outstanding(warehouse: Path) -> tuple[bool, bool, bool]:
     """(anything ever loaded, build due, publish due) for the warehouse (called under the lock)."""
     connection = connect(warehouse)
     try:
-        loaded = connection.execute("select count(*) from audit.file_loads where status = 'loaded'").fetchone()[0]
-        return (loaded > 0, *outstanding_work(connection))
+        return (load_watermark(connection)["loaded_files"] > 0, *outstanding_work(connection))
     finally:
         connection.close()
 
@@ -88,7 +87,7 @@ def nothing_to_do(sources: list[str] | None = None) -> bool:
         fingerprint = key_fingerprint(load_key(settings))
         with duckdb.connect(str(settings.warehouse_path), read_only=True) as connection:
             recorded = connection.execute("select fingerprint from audit.pseudonymisation_key").fetchall()
-            loaded = connection.execute("select count(*) from audit.file_loads where status = 'loaded'").fetchone()[0]
+            loaded = load_watermark(connection)["loaded_files"]
             due = outstanding_work(connection)
     except (duckdb.Error, MissingKeyError):  # in use by a run, from before this version, or no usable key
         return False
