@@ -91,6 +91,11 @@ def _sample_parser(subparsers) -> None:
                         help=f"days between SystmOne delta extracts; 1 = nightly (default {defaults.systmone_every_days})")
     parser.add_argument("--emis-every", type=_positive_int, default=defaults.emis_every_days,
                         help=f"days between kept EMIS full-refresh exports (default {defaults.emis_every_days})")
+    parser.add_argument("--following-day", action="store_true",
+                        help="make --end one night's deliveries of every feed in the same world (EMIS exports on "
+                             "--end and the day before, SystmOne deltas on both, an ambulance file on --end, every "
+                             "VCSE service's sheet of --end's month: choose --end on the 1st of a month); "
+                             "truth.json lists them under following_day, so a benchmark can hold them back")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it holds files")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.set_defaults(handler=cmd_sample)
@@ -103,7 +108,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     params = Parameters(
         people=args.people, seed=args.seed, start=args.start, end=args.end, error_rate=args.error_rate,
-        systmone_every_days=args.systmone_every, emis_every_days=args.emis_every,
+        systmone_every_days=args.systmone_every, emis_every_days=args.emis_every, following_day=args.following_day,
     )
     try:
         params.check()
