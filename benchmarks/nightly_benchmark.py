@@ -174,11 +174,11 @@ def main() -> None:
         results["nothing_new_run"] = run(sprx_run + ["--if-loaded"], run_env)
         results["nothing_new_run"]["stages"] = stages_since(home, since)
     finally:
+        shutil.rmtree(work / "prefect", ignore_errors=True)
         if args.keep_home:
             print(f"home kept: {home}")
         else:
-            shutil.rmtree(home, ignore_errors=True)
-        shutil.rmtree(work / "prefect", ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
     results["load_average_after"] = load_average()
 
     out = HERE / "out"
