@@ -31,6 +31,7 @@ from flows.publish import release_problems
 from flows.warehouse import connect, load_watermark, outstanding_work, record_stage
 from sprx.settings import SAMPLE_FEEDS_DIR
 from tests.conftest import TEST_KEY
+from tests.helpers import published_readers
 
 pytestmark = pytest.mark.slow
 
@@ -43,31 +44,6 @@ SENDERS = ("emis_P91004_", "emis_P91007_", "systmone_P91003_", "ambulance_RX7_",
 # A reader's query: one row per delivered file, so the count grows when a run loads new files.
 READER_QUERY = "select count(*) from published.pub_data_quality"
 
-# A reader process: each query on a new read-only connection ("loop"), or every query on the one
-# connection opened at the start ("kept": an analyst who never closes their session). DuckDB shares
-# one open database per file within a process, so the two kinds of reader run as separate processes.
-READER = textwrap.dedent("""
-    import json, sys, time
-    from pathlib import Path
-    import duckdb
-    database, stop, out, query, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], sys.argv[5]
-    kept = duckdb.connect(str(database), read_only=True) if mode == "kept" else None
-    report = {"queries": 0, "errors": [], "seen": []}
-    while not stop.exists():
-        try:
-            if kept is not None:
-                value = kept.execute(query).fetchone()[0]
-            else:
-                with duckdb.connect(str(database), read_only=True) as connection:
-                    value = connection.execute(query).fetchone()[0]
-            report["queries"] += 1
-            if value not in report["seen"]:
-                report["seen"].append(value)
-        except Exception as error:
-            report["errors"].append(f"{type(error).__name__}: {error}"[:300])
-        time.sleep(0.05)
-    out.write_text(json.dumps(report))
-""")
 
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
@@ -149,19 +125,12 @@ def published_home(tmp_path_factory, api_url):
     (home.parent / "first-run.out").write_text(out)
     (home.parent / "first-run.err").write_text(err)
 
-    stop = home.parent / "stop"
-    readers = {mode: subprocess.Popen([sys.executable, "-c", READER, str(home / "published" / "analytics.duckdb"),
-                                       str(stop), str(home.parent / f"{mode}.json"), READER_QUERY, mode])
-               for mode in ("loop", "kept")}
-    time.sleep(1)
-    assert land(home, after=SPLIT) > 50
-    # new files; then a scheduled-style run that finds nothing new (no build: the published copy stands)
-    runs = [finish(sprx(home, api_url, "run")), finish(sprx(home, api_url, "run", "--if-loaded"))]
-    time.sleep(1)
-    stop.touch()
-    for reader in readers.values():
-        reader.wait(timeout=60)
-    reports = {mode: json.loads((home.parent / f"{mode}.json").read_text()) for mode in readers}
+    with published_readers(home / "published" / "analytics.duckdb", home.parent, READER_QUERY) as reports:
+        time.sleep(1)
+        assert land(home, after=SPLIT) > 50
+        # new files; then a scheduled-style run that finds nothing new (no build: the published copy stands)
+        runs = [finish(sprx(home, api_url, "run")), finish(sprx(home, api_url, "run", "--if-loaded"))]
+        time.sleep(1)
     return home, first, runs, reports
 
 

@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +27,7 @@ import pytest
 
 from sprx.settings import PROJECT_ROOT, SAMPLE_FEEDS_DIR
 from tests.conftest import TEST_KEY
-from tests.helpers import raw_state
+from tests.helpers import published_readers, raw_state
 
 pytestmark = pytest.mark.faults
 
@@ -392,30 +391,10 @@ def two_runs_case(homes: Homes, api_url: str, tmp_path: Path) -> None:
     assert differences(snapshot(home), homes.reference[1]) == [] and doubled_files(home) == []
 
 
-# A reader that holds the published copy open all along, and one that opens it afresh for each query.
-READER = textwrap.dedent("""
-    import json, sys, time
-    from pathlib import Path
-    import duckdb
-    database, stop, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
-    query = "select count(*) from information_schema.tables where table_schema = 'published'"
-    kept = duckdb.connect(str(database), read_only=True) if mode == "kept" else None
-    report = {"queries": 0, "errors": [], "tables": []}
-    while not stop.exists():
-        try:
-            if kept is not None:
-                value = kept.execute(query).fetchone()[0]
-            else:
-                with duckdb.connect(str(database), read_only=True) as connection:
-                    value = connection.execute(query).fetchone()[0]
-            report["queries"] += 1
-            if value not in report["tables"]:
-                report["tables"].append(value)
-        except Exception as error:
-            report["errors"].append(f"{type(error).__name__}: {error}"[:300])
-        time.sleep(0.05)
-    out.write_text(json.dumps(report))
-""")
+
+
+# How many tables a reader finds in the published copy: the same number before and after every run.
+PUBLISHED_TABLES_QUERY = "select count(*) from information_schema.tables where table_schema = 'published'"
 
 
 def test_a_reader_holding_the_published_copy_throughout(cases) -> None:
@@ -429,20 +408,13 @@ def reader_case(homes: Homes, api_url: str, tmp_path: Path) -> None:
     shutil.copytree(reference[0], home, symlinks=True)  # published/ as a publish leaves it: symlinks
     extra = SAMPLE_FEEDS_DIR / "ambulance" / "ambulance_RX7_20250207.csv"
     shutil.copy2(extra, home / "landing" / "ambulance" / extra.name)
-    stop = tmp_path / "stop"
-    readers = {mode: subprocess.Popen([sys.executable, "-c", READER, str(home / "published" / "analytics.duckdb"),
-                                       str(stop), str(tmp_path / f"{mode}.json"), mode]) for mode in ("loop", "kept")}
-    try:
+    # a reader that holds the published copy open all along, and one that opens it afresh for each query
+    with published_readers(home / "published" / "analytics.duckdb", tmp_path, PUBLISHED_TABLES_QUERY) as reports:
         time.sleep(1)
         assert sprx(home, api_url, "run", point="published:1").returncode == -signal.SIGKILL
         done = sprx(home, api_url, "run")
         assert done.returncode == 0, done.stderr[-3000:]
         time.sleep(1)
-    finally:
-        stop.touch()
-        for reader in readers.values():
-            reader.wait(timeout=60)
-    reports = {mode: json.loads((tmp_path / f"{mode}.json").read_text()) for mode in readers}
     tables = len(reference[1]["published"])
     for mode, report in reports.items():
-        assert report["queries"] > 10 and report["errors"] == [] and report["tables"] == [tables], (mode, report)
+        assert report["queries"] > 10 and report["errors"] == [] and report["seen"] == [tables], (mode, report)

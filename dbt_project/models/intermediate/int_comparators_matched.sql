@@ -10,10 +10,22 @@
 -- independent of the outcome).
 -- Sampling is with replacement across referrals: one person can be a comparator for several
 -- referrals (each time at that referral's index date), never twice for one.
+--
+-- How, at an ICS's size (tens of millions of referral x candidate pairs): the candidates of a
+-- referral are its stratum's people whose age band at the index date matches, found through
+-- strata of (area, sex, IMD quintile, extract date, age on the extract date) so that only matching
+-- ages are paired; counting each candidate's prior-year consultations is the expensive step. Each
+-- referral first bands only a prefix of its candidates in draw order (those whose md5 falls below a
+-- per-referral threshold, about matching_first_draws of them); a referral that finds at least
+-- matching_ratio comparators in that prefix has found its lowest draws among all its candidates,
+-- because every candidate outside the prefix draws higher. Only the others band all their
+-- candidates. The comparators chosen are those of banding everyone.
 
 {%- set prior_year_days = var('matching_prior_year_days') %}
 {%- set washout_days = var('matching_washout_days') %}
 {%- set area_column = 'pcn_code' if var('matching_area') == 'pcn' else 'practice_code' %}
+{%- set years_since_index = whole_years_between('strata.extract_date', 'referrals_banded.index_date') %}
+{%- set age_at_index = 'strata.age_at_extract + ' ~ years_since_index %}
 
 with
 
@@ -110,68 +122,167 @@ referrals as (
 
 ),
 
--- Candidates agreeing on practice, sex and IMD quintile, with their age at the index date (age on
--- the extract date moved by the whole years between, as for SystmOne referrals).
-candidates_aged as (
+-- The referrals whose own prior year is observed, with its consultation band.
+referrals_banded as (
 
     select
-        referrals.episode_key,
-        referrals.index_date,
-        referrals.age_band as referral_age_band,
-        people.person_key,
-        people.age_at_extract + {{ whole_years_between('people.extract_date', 'referrals.index_date') }} as age_at_index
-    from referrals
-    inner join people_placed as people
-        on referrals.matching_area_code = people.{{ area_column }}
-        and referrals.sex = people.sex
-        and referrals.imd_quintile = people.imd_quintile
-        and referrals.person_key != people.person_key
-    where people.is_registered
+        referrals_counted.*,
+        {{ consultation_band('referrals_counted.prior_year_consultations') }} as prior_year_consultation_band
+    from (
+        select
+            referrals.episode_key,
+            referrals.person_key,
+            referrals.index_date,
+            referrals.matching_area_code,
+            referrals.sex,
+            referrals.imd_quintile,
+            referrals.age_band,
+            count(attended_consultations.event_date) as prior_year_consultations
+        from referrals
+        inner join gp_periods
+            on referrals.person_key = gp_periods.person_key
+        left join attended_consultations
+            on referrals.person_key = attended_consultations.person_key
+            and attended_consultations.event_date
+            >= cast({{ dbt.dateadd('day', -prior_year_days, 'referrals.index_date') }} as date)
+            and attended_consultations.event_date < referrals.index_date
+        where gp_periods.observed_from_date
+            <= cast({{ dbt.dateadd('day', -prior_year_days, 'referrals.index_date') }} as date)
+            and gp_periods.observed_to_date >= referrals.index_date
+        group by
+            referrals.episode_key,
+            referrals.person_key,
+            referrals.index_date,
+            referrals.matching_area_code,
+            referrals.sex,
+            referrals.imd_quintile,
+            referrals.age_band
+    ) as referrals_counted
 
 ),
 
-candidates_age_banded as (
+-- People on a practice list now with their observed GP period: everyone who can be a comparator.
+registered_observed as (
+
+    select
+        people_placed.person_key,
+        people_placed.{{ area_column }} as matching_area_code,
+        people_placed.sex,
+        people_placed.imd_quintile,
+        people_placed.extract_date,
+        people_placed.age_at_extract,
+        gp_periods.observed_from_date,
+        gp_periods.observed_to_date
+    from people_placed
+    inner join gp_periods
+        on people_placed.person_key = gp_periods.person_key
+    where people_placed.is_registered
+
+),
+
+strata as (
+
+    select
+        matching_area_code,
+        sex,
+        imd_quintile,
+        extract_date,
+        age_at_extract,
+        count(*) as stratum_size
+    from registered_observed
+    group by
+        matching_area_code,
+        sex,
+        imd_quintile,
+        extract_date,
+        age_at_extract
+
+),
+
+-- Each referral with the strata whose people are in its age band at the index date (age on the
+-- extract date moved by the whole years between, as for SystmOne referrals), and how many
+-- candidates that makes (at most; the washout and the observed year are not yet applied).
+referral_strata as (
+
+    select
+        referral_strata_aged.*,
+        sum(referral_strata_aged.stratum_size) over (partition by referral_strata_aged.episode_key) as candidate_count
+    from (
+        select
+            referrals_banded.episode_key,
+            referrals_banded.person_key,
+            referrals_banded.index_date,
+            referrals_banded.prior_year_consultation_band,
+            strata.matching_area_code,
+            strata.sex,
+            strata.imd_quintile,
+            strata.extract_date,
+            strata.age_at_extract,
+            strata.stratum_size
+        from referrals_banded
+        inner join strata
+            on referrals_banded.matching_area_code = strata.matching_area_code
+            and referrals_banded.sex = strata.sex
+            and referrals_banded.imd_quintile = strata.imd_quintile
+        where {{ age_at_index }} >= 0
+            and {{ age_band(age_at_index) }} = referrals_banded.age_band
+    ) as referral_strata_aged
+
+),
+
+first_draws as (
+
+    {{ eligible_candidates('referral_strata', 'registered_observed', 'episodes', first_draws_only=true) }}
+
+),
+
+first_draws_matched as (
 
     select
         *,
-        case
-            when age_at_index < 18 then '0-17'
-            when age_at_index < 35 then '18-34'
-            when age_at_index < 50 then '35-49'
-            when age_at_index < 65 then '50-64'
-            when age_at_index < 80 then '65-79'
-            else '80+'
-        end as age_band_at_index
-    from candidates_aged
-    where age_at_index >= 0
+        count(*) over (partition by episode_key) as matches_in_first_draws
+    from ({{ band_matched('first_draws', 'attended_consultations') }}) as matched
 
 ),
 
-candidates_washed_out as (
+referrals_settled as (
 
-    select candidates.*
-    from candidates_age_banded as candidates
-    where candidates.age_band_at_index = candidates.referral_age_band
-        and not exists (
-            select 1
-            from episodes
-            where episodes.person_key = candidates.person_key
-                and episodes.referral_date
-                between cast({{ dbt.dateadd('day', -washout_days, 'candidates.index_date') }} as date)
-                and cast({{ dbt.dateadd('day', washout_days, 'candidates.index_date') }} as date)
-        )
+    select episode_key
+    from first_draws_matched
+    where matches_in_first_draws >= {{ var('matching_ratio') }}
+    group by episode_key
 
 ),
 
--- The referred person and their candidates, each to be given a prior-year band at the index date.
-people_at_index as (
+-- Referrals that found fewer than matching_ratio comparators among their first draws: all their
+-- candidates are banded.
+referral_strata_unsettled as (
+
+    select referral_strata.*
+    from referral_strata
+    left join referrals_settled
+        on referral_strata.episode_key = referrals_settled.episode_key
+    where referrals_settled.episode_key is null
+
+),
+
+all_draws_unsettled as (
+
+    {{ eligible_candidates('referral_strata_unsettled', 'registered_observed', 'episodes', first_draws_only=false) }}
+
+),
+
+comparators_matched as (
 
     select
         episode_key,
         index_date,
         person_key,
-        true as is_referred
-    from referrals
+        draw,
+        prior_year_consultations,
+        prior_year_consultation_band
+    from first_draws_matched
+    where matches_in_first_draws >= {{ var('matching_ratio') }}
 
     union all
 
@@ -179,79 +290,26 @@ people_at_index as (
         episode_key,
         index_date,
         person_key,
-        false as is_referred
-    from candidates_washed_out
-
-),
-
-prior_year_observed as (
-
-    select people_at_index.*
-    from people_at_index
-    inner join gp_periods
-        on people_at_index.person_key = gp_periods.person_key
-    where gp_periods.observed_from_date
-        <= cast({{ dbt.dateadd('day', -prior_year_days, 'people_at_index.index_date') }} as date)
-        and gp_periods.observed_to_date >= people_at_index.index_date
-
-),
-
-prior_year_counted as (
-
-    select
-        prior_year_observed.episode_key,
-        prior_year_observed.index_date,
-        prior_year_observed.person_key,
-        prior_year_observed.is_referred,
-        count(attended_consultations.event_date) as prior_year_consultations
-    from prior_year_observed
-    left join attended_consultations
-        on prior_year_observed.person_key = attended_consultations.person_key
-        and attended_consultations.event_date
-        >= cast({{ dbt.dateadd('day', -prior_year_days, 'prior_year_observed.index_date') }} as date)
-        and attended_consultations.event_date < prior_year_observed.index_date
-    group by
-        prior_year_observed.episode_key,
-        prior_year_observed.index_date,
-        prior_year_observed.person_key,
-        prior_year_observed.is_referred
-
-),
-
-prior_year_banded as (
-
-    select
-        *,
-        case
-            when prior_year_consultations = 0 then '0'
-            when prior_year_consultations <= 2 then '1-2'
-            when prior_year_consultations <= 5 then '3-5'
-            when prior_year_consultations <= 9 then '6-9'
-            when prior_year_consultations <= 14 then '10-14'
-            else '15+'
-        end as prior_year_consultation_band
-    from prior_year_counted
+        draw,
+        prior_year_consultations,
+        prior_year_consultation_band
+    from ({{ band_matched('all_draws_unsettled', 'attended_consultations') }}) as matched
 
 ),
 
 comparators_ranked as (
 
     select
-        comparators.episode_key,
-        comparators.index_date,
-        comparators.person_key,
-        comparators.prior_year_consultations,
-        comparators.prior_year_consultation_band,
+        episode_key,
+        index_date,
+        person_key,
+        prior_year_consultations,
+        prior_year_consultation_band,
         row_number() over (
-            partition by comparators.episode_key
-            order by md5(comparators.person_key || ':' || comparators.episode_key), comparators.person_key
+            partition by episode_key
+            order by draw, person_key
         ) as comparator_rank
-    from prior_year_banded as comparators
-    inner join prior_year_banded as referred
-        on comparators.episode_key = referred.episode_key
-        and referred.is_referred
-        and comparators.prior_year_consultation_band = referred.prior_year_consultation_band
-    where not comparators.is_referred
+    from comparators_matched
 
 ),
 
