@@ -93,29 +93,22 @@ def file_outcomes(home: Path, paths: set[str]) -> dict:
     return {"files_by_status": statuses, "by_feed": feeds}
 
 
-def slowest_nodes(home: Path) -> list[dict]:
-    """dbt's slowest nodes of the last build (run_results.json), slowest first."""
+def dbt_nodes(home: Path) -> dict:
+    """The last build's slowest nodes (slowest first) and its nodes and summed seconds by resource type, from
+    dbt's run_results.json."""
     path = home / "dbt" / "target" / "run_results.json"
     if not path.exists():
-        return []
+        return {"dbt_slowest": [], "dbt_totals": {}}
     results = json.loads(path.read_text(encoding="utf-8"))["results"]
-    results.sort(key=lambda result: result["execution_time"], reverse=True)
-    return [{"node": result["unique_id"], "seconds": round(result["execution_time"], 1), "status": result["status"]}
-            for result in results[:SLOWEST]]
-
-
-def dbt_total(home: Path) -> dict:
-    """Nodes and summed execution seconds of the last build, by resource type."""
-    path = home / "dbt" / "target" / "run_results.json"
-    if not path.exists():
-        return {}
     totals: dict[str, dict] = {}
-    for result in json.loads(path.read_text(encoding="utf-8"))["results"]:
-        kind = result["unique_id"].split(".")[0]
-        total = totals.setdefault(kind, {"nodes": 0, "seconds": 0.0})
+    for result in results:
+        total = totals.setdefault(result["unique_id"].split(".")[0], {"nodes": 0, "seconds": 0.0})
         total["nodes"] += 1
         total["seconds"] = round(total["seconds"] + result["execution_time"], 1)
-    return totals
+    results.sort(key=lambda result: result["execution_time"], reverse=True)
+    slowest = [{"node": result["unique_id"], "seconds": round(result["execution_time"], 1), "status": result["status"]}
+               for result in results[:SLOWEST]]
+    return {"dbt_slowest": slowest, "dbt_totals": totals}
 
 
 def load_average() -> list[float]:
@@ -155,8 +148,7 @@ def main() -> None:
         since = now()
         results["base_run"] = run(sprx_run, run_env)
         results["base_run"]["stages"] = stages_since(home, since)
-        results["base_run"]["dbt_slowest"] = slowest_nodes(home)
-        results["base_run"]["dbt_totals"] = dbt_total(home)
+        results["base_run"].update(dbt_nodes(home))
 
         land(data, home / "landing", following)
         results["load_average_before_nightly"] = load_average()
@@ -164,8 +156,7 @@ def main() -> None:
         results["nightly_run"] = run(sprx_run, run_env)
         results["nightly_run"]["stages"] = stages_since(home, since)
         results["nightly_run"]["files"] = file_outcomes(home, set(following))
-        results["nightly_run"]["dbt_slowest"] = slowest_nodes(home)
-        results["nightly_run"]["dbt_totals"] = dbt_total(home)
+        results["nightly_run"].update(dbt_nodes(home))
 
         left = deliveries(home / "landing") if (home / "landing").exists() else []
         if left:
