@@ -117,6 +117,11 @@ def _deliveries_in(landing: Path, source: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not in_progress(p.name))
 
 
+def waiting_in_landing(landing: Path, sources: tuple[str, ...] = SOURCES) -> bool:
+    """True when landing/ holds at least one file (settled or not) that an ingest of these sources would look at."""
+    return any(_deliveries_in(landing, source) for source in sources)
+
+
 def _delivery(landing: Path, path: Path, source: str, received_at: dt.datetime | None = None) -> Delivery:
     """A delivery under a landing-like root, received at `received_at` (UTC, naive; default now).
 

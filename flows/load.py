@@ -123,6 +123,7 @@ class Loader:
         self.emis_max_drop_share = emis_max_drop_share
         self.run_id = run_id  # recorded on every audit.file_loads row this loader writes
         self.home = home  # SPRX_HOME, where VCSE services' confirmed headings are remembered (None: none are)
+        self._columns: dict[str, list[str]] = {}  # a raw table's columns, read once
         verify_key(connection, key)  # tokens under another key would link no one: KeyMismatchError
 
     # --- bookkeeping -----------------------------------------------------------------------
@@ -384,32 +385,36 @@ class Loader:
         unknown_deletions = 0
         for table, (target, validate, shape) in tables.items():
             member = f"{delivery.relative}/{systmone_source.TABLES[table][0]}"
-            first = True
+            first, removals = True, False
             for chunk in self._chunks(extract.read(table), result):
                 self._check_practice(chunk.filter(pl.col("removed_data") != "1"), "organisation_code", practice,
                                      "IDOrganisation")
                 validated = validate(chunk, extract_date=extract_date, practice_code=practice)
                 self._quarantine(validated, file_id, member, result)
-                self._stage("stage_systmone", shape(validated.valid, table, extract_date), first)
+                staged = shape(validated.valid, table, extract_date)
+                removals = removals or bool(staged.get_column("is_removed").any())
+                self._stage("stage_systmone", staged, first)
                 first = False
             if first:
                 continue
-            columns = [row[0] for row in self.connection.execute(f"describe {target}").fetchall()]
-            self.connection.execute("create or replace temp table stage_systmone_latest as "
-                                    "select * from stage_systmone qualify row_number() over "
-                                    "(partition by row_identifier order by row_number desc) = 1")
-            unknown_deletions += self._one(
-                f"select count(*) from stage_systmone_latest s where s.is_removed and not exists "
-                f"(select 1 from {target} t where t.practice_code = ? and t.row_identifier = s.row_identifier)",
-                [practice],
-            )[0]
+            if target not in self._columns:
+                self._columns[target] = [row[0] for row in self.connection.execute(f"describe {target}").fetchall()]
+            columns = self._columns[target]
+            latest = ("(select * from stage_systmone qualify row_number() over "
+                      "(partition by row_identifier order by row_number desc) = 1)")
+            if removals:
+                unknown_deletions += self._one(
+                    f"select count(*) from {latest} s where s.is_removed and not exists "
+                    f"(select 1 from {target} t where t.practice_code = ? and t.row_identifier = s.row_identifier)",
+                    [practice],
+                )[0]
             bookkeeping = {"practice_code": practice, "extract_date": extract_date, "file_id": file_id}
             values = ", ".join("?" if name in bookkeeping else name for name in columns)
             parameters = [bookkeeping[name] for name in columns if name in bookkeeping]
             updates = ", ".join(f"{name} = excluded.{name}" for name in columns
                                 if name not in ("practice_code", "row_identifier"))
             self.connection.execute(
-                f"insert into {target} select {values} from stage_systmone_latest "
+                f"insert into {target} select {values} from {latest} "
                 f"on conflict (practice_code, row_identifier) do update set {updates} "
                 f"where excluded.extract_date >= {target.split('.')[1]}.extract_date",
                 parameters,

@@ -5,8 +5,11 @@
 Each stage is its own flow (a subflow here), so the Prefect UI shows where a run spent its time and
 where it stopped. A stage that fails stops the run: a failed build never publishes, so analysts keep
 the previous copy. Quarantined rows and held files do not fail a run; they are reported.
-With ``build="if-loaded"`` (what the schedules use) the build and publish run only when the ingest
-loaded something, so a quiet 15-minute VCSE check costs seconds, not a dbt build.
+With ``build="if-loaded"`` (what the schedules use) the build runs only when the raw zone holds loads the
+last complete build did not see (from this run, or from an earlier one that stopped before its build),
+or when the last build failed or was killed; the publish runs after a build, or alone when the last
+completed build was never published. A quiet 15-minute VCSE check so costs an ingest, not a dbt build,
+and a run that died part-way is finished by the next scheduled one.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ from typing import Literal
 from prefect import flow, get_run_logger
 
 from flows.build import BuildSummary, build
-from flows.ingest import IngestSummary, ingest
+from flows.ingest import IngestSummary, ingest, waiting_in_landing
 from flows.load import SOURCES
 from flows.lock import warehouse_lock
 from flows.publish import PublishSummary, publish
-from flows.warehouse import connect
+from flows.warehouse import connect, load_watermark, outstanding_work
 from sprx.settings import get_settings
 
-# When to build after ingesting: always, or only when the ingest loaded at least one file.
+# When to build after ingesting: always, or only when something is outstanding (see the module's docstring).
 BuildWhen = Literal["always", "if-loaded"]
 
 
@@ -59,13 +62,36 @@ def _reason(error: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _anything_loaded(warehouse: Path) -> bool:
-    """True when at least one file has ever loaded into the warehouse (called under the lock)."""
+def _outstanding(warehouse: Path) -> tuple[bool, bool, bool]:
+    """(anything ever loaded, build due, publish due) for the warehouse (called under the lock)."""
     connection = connect(warehouse)
     try:
-        return connection.execute("select count(*) from audit.file_loads where status = 'loaded'").fetchone()[0] > 0
+        return (load_watermark(connection)["loaded_files"] > 0, *outstanding_work(connection))
     finally:
         connection.close()
+
+
+def nothing_to_do(sources: list[str] | None = None) -> bool:
+    """True only when landing/ holds no file for these sources and the warehouse, opened read-only, has no build
+    or publish outstanding under the key in force: then `sprx run --if-loaded` has nothing to do and need not
+    start Prefect. Any doubt (a warehouse in use or from another key, nothing recorded) says False, and the
+    run goes ahead as usual."""
+    import duckdb
+
+    from flows.pseudonymise import MissingKeyError, key_fingerprint, load_key
+
+    settings = get_settings()
+    if waiting_in_landing(settings.landing_dir, tuple(sources or SOURCES)) or not settings.warehouse_path.exists():
+        return False
+    try:
+        fingerprint = key_fingerprint(load_key(settings))
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as connection:
+            recorded = connection.execute("select fingerprint from audit.pseudonymisation_key").fetchall()
+            loaded = load_watermark(connection)["loaded_files"]
+            due = outstanding_work(connection)
+    except (duckdb.Error, MissingKeyError):  # in use by a run, from before this version, or no usable key
+        return False
+    return recorded == [(fingerprint,)] and loaded > 0 and due == (False, False)
 
 
 @flow(name="run", persist_result=False)
@@ -83,17 +109,21 @@ def run(sources: list[str] | None = None, build_when: BuildWhen = "always") -> R
         except Exception as error:
             raise StageFailed("ingest", _reason(error)) from error
         summary = RunSummary(ingest=ingested)
-        if not _anything_loaded(settings.warehouse_path):
+        anything_loaded, build_due, publish_due = _outstanding(settings.warehouse_path)
+        if not anything_loaded:
             logger.info("no file has ever loaded into this warehouse: nothing to build or publish")
             summary.nothing_to_publish = True
             return summary
-        if build_when == "if-loaded" and summary.files_loaded == 0:
-            logger.info("nothing new loaded from %s: no build, the published copy stands", ", ".join(chosen))
+        if build_when == "always" or build_due:
+            try:
+                summary.build = build()
+            except Exception as error:
+                raise StageFailed("build", _reason(error)) from error
+        elif not publish_due:
+            logger.info("nothing new to build from %s: no build, the published copy stands", ", ".join(chosen))
             return summary
-        try:
-            summary.build = build()
-        except Exception as error:
-            raise StageFailed("build", _reason(error)) from error
+        else:
+            logger.info("nothing new to build; the last completed build was never published: publishing it")
         try:
             summary.publish = publish()
         except Exception as error:

@@ -6,9 +6,11 @@ Four deployments of the `run` flow (see flows/run.py):
 deployment                 schedule (UK local time)    what it runs
 =========================  ==========================  ============================================
 ``run/gp-nightly``         ``SPRX_SCHEDULE_GP``        EMIS and SystmOne, then build + publish if
-                                                       anything loaded
-``run/ambulance-weekly``   ``SPRX_SCHEDULE_AMBULANCE`` ambulance, then build + publish if loaded
-``run/vcse-frequent``      ``SPRX_SCHEDULE_VCSE``      VCSE sheets, then build + publish if loaded
+                                                       outstanding (``if-loaded``, flows/run.py)
+``run/ambulance-weekly``   ``SPRX_SCHEDULE_AMBULANCE`` ambulance, then build + publish if
+                                                       outstanding
+``run/vcse-frequent``      ``SPRX_SCHEDULE_VCSE``      VCSE sheets, then build + publish if
+                                                       outstanding
 ``run/full``               none (run on demand)        every source, build and publish always
 =========================  ==========================  ============================================
 

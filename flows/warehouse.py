@@ -358,3 +358,34 @@ def close_abandoned_runs(connection: duckdb.DuckDBPyConnection, current_run_id: 
         "update audit.pipeline_runs set status = 'abandoned', finished_at = ? "
         "where status = 'running' and run_id != ? returning run_id",
         [utc_now(), current_run_id]).fetchall().__len__()
+
+
+def load_watermark(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """What the raw zone holds, as two numbers a build records: how many files have loaded, and when the newest
+    load committed (microseconds since 1970, UTC). Any load changes both; a reprocess reloads every file later."""
+    files, newest = connection.execute(
+        "select count(*), coalesce(epoch_us(max(loaded_at)), 0) from audit.file_loads where status = 'loaded'"
+    ).fetchone()
+    return {"loaded_files": int(files), "newest_load_us": int(newest)}
+
+
+def outstanding_work(connection: duckdb.DuckDBPyConnection) -> tuple[bool, bool]:
+    """(build due, publish due): whether the marts are behind the raw zone, and the published copy behind the marts.
+
+    A build is due when the last build did not complete (failed, killed) or the last complete full build
+    (recorded with its `load_watermark`) saw other loads than the raw zone holds now, whichever run loaded
+    them. A publish is due when a build completed after the last completed publish started."""
+    last = connection.execute("select status from audit.pipeline_runs where stage = 'build' "
+                              "order by started_at desc, run_id desc limit 1").fetchone()
+    built = connection.execute(
+        "select detail from audit.pipeline_runs where stage = 'build' and status = 'completed' "
+        "and json_extract(detail, '$.loaded_files') is not null order by started_at desc, run_id desc limit 1"
+    ).fetchone()
+    now = load_watermark(connection)
+    seen = json.loads(built[0]) if built else {}
+    build_due = last is None or last[0] != "completed" or {key: seen.get(key) for key in now} != now
+    built_at, published_at = connection.execute(
+        "select max(finished_at) filter (where stage = 'build'), max(started_at) filter (where stage = 'publish') "
+        "from audit.pipeline_runs where status = 'completed'").fetchone()
+    publish_due = built_at is not None and (published_at is None or built_at > published_at)
+    return build_due, publish_due

@@ -7,8 +7,9 @@ grow with every failing row. So ``validate_rows`` parses every column once with 
 (``schemas.parsing``), evaluates the model's OWN pandera Checks (built-in and custom, through
 pandera's check backend) on the parsed frame in one parallel pass, keeps the first rule each field
 breaks (blank, unreadable, then the Field's checks in order, then the frame checks), and finally
-runs the model itself on the valid rows: the contract they must always meet. One source for every
-rule and its words; timings are in ``schemas.emis.validate_emis``.
+makes sure the valid rows meet the whole model, the contract they must always meet (``_meet_contract``:
+what the rules did not already cover, in one pass; pandera's ``model.validate`` whenever anything there
+fails). One source for every rule and its words; timings are in ``schemas.emis.validate_emis``.
 """
 
 from __future__ import annotations
@@ -242,12 +243,47 @@ def validate_rows(
     )
     valid = work.filter(~pl.col("__failed")).select(pl.col(column.name).cast(column.dtype) for column in plan.columns)
     failing = work.filter(pl.col("__failed"))
-    rejected = _rejections(plan, failing, list(by_field), rules, context)
+    rejected = (_rejections(plan, failing, list(by_field), rules, context) if failing.height
+                else pl.DataFrame(schema=REJECTED_SCHEMA))
     wrong_practice_rows = int(failing["__wrong_practice"].sum()) if practice_code is not None else 0
     if check_contract:
         with validation_context(context):
-            valid = model.validate(valid, lazy=True)
+            valid = _meet_contract(model, plan, valid)
     return Validated(valid=valid, rejected=rejected, wrong_practice_rows=wrong_practice_rows)
+
+
+def _meet_contract(model: type[FeedRow], plan: _Plan, valid: pl.DataFrame) -> pl.DataFrame:
+    """The valid rows, once they are known to meet the whole model; pandera's own error when they do not.
+
+    Every rule of a column read from the file was already evaluated on these rows (``_rules``: the model's own
+    checks), and a row breaking one is not among them. What is left of the model is checked here in one pass:
+    its columns and types (strict, coerced), the non-nullable columns, and the checks of the derived columns
+    (frame checks included). Running ``model.validate`` on every frame would evaluate every check again, one
+    polars collect each: most of the time an ingest of many small files spent. Should anything fail here (a bug
+    in this engine, never bad data), the model itself runs, so the error is pandera's, with its failure cases."""
+    expected = [(column.name, column.dtype) for column in plan.columns]
+    if [(name, dtype) for name, dtype in valid.schema.items()] != expected:
+        return model.validate(valid, lazy=True)
+    lazy = valid.lazy()
+    outputs = [lazy.select(pl.any_horizontal(
+        [pl.col(column.name).is_null().any() for column in plan.columns if not column.nullable] or [pl.lit(False)]
+    ).alias("__broken"))]
+    for column in plan.columns:
+        if column.derived:
+            for check in column.checks:
+                output = PolarsCheckBackend(check).apply(PolarsData(lazy, column.name))
+                outputs.append(output.select((~pl.all().fill_null(check.ignore_na)).any().alias("__broken")))
+    derived = {column.name for column in plan.columns if column.derived}
+    for check in plan.frame_checks:
+        output = PolarsCheckBackend(check).check_fn(PolarsData(lazy, "*"))
+        blamed = [name for name in output.collect_schema().names() if name in derived]
+        if blamed:
+            outputs.append(output.select(
+                pl.any_horizontal((~pl.col(name).fill_null(check.ignore_na)).any() for name in blamed)
+                .alias("__broken")))
+    if any(frame.item() for frame in pl.collect_all(outputs)):
+        return model.validate(valid, lazy=True)
+    return valid
 
 
 def _first(name: str) -> str:

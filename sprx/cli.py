@@ -91,6 +91,11 @@ def _sample_parser(subparsers) -> None:
                         help=f"days between SystmOne delta extracts; 1 = nightly (default {defaults.systmone_every_days})")
     parser.add_argument("--emis-every", type=_positive_int, default=defaults.emis_every_days,
                         help=f"days between kept EMIS full-refresh exports (default {defaults.emis_every_days})")
+    parser.add_argument("--following-day", action="store_true",
+                        help="make --end one night's deliveries of every feed in the same world (EMIS exports on "
+                             "--end and the day before, SystmOne deltas on both, an ambulance file on --end, every "
+                             "VCSE service's sheet of --end's month: choose --end on the 1st of a month); "
+                             "truth.json lists them under following_day, so a benchmark can hold them back")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it holds files")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.set_defaults(handler=cmd_sample)
@@ -103,7 +108,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     params = Parameters(
         people=args.people, seed=args.seed, start=args.start, end=args.end, error_rate=args.error_rate,
-        systmone_every_days=args.systmone_every, emis_every_days=args.emis_every,
+        systmone_every_days=args.systmone_every, emis_every_days=args.emis_every, following_day=args.following_day,
     )
     try:
         params.check()
@@ -424,6 +429,42 @@ def run_build(full_refresh: bool = False) -> int:
     return 0
 
 
+def _export_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write the raw zone and the audit tables as Parquet (for the dbt project on Spark)",
+        description=(
+            "Write every raw.* and audit.* table of $SPRX_HOME/warehouse.duckdb as a Parquet dataset, "
+            "OUT/<schema>/<table>/, partitioned by practice (GP), trust (ambulance), service (VCSE) or "
+            "source (audit.file_loads), times as UTC instants. It is what the dbt project's `spark` target "
+            "reads (docs/scale.md). Holds the warehouse lock while it reads; the new export replaces the "
+            "previous one whole, by renames."
+        ),
+    )
+    parser.add_argument("--raw", action="store_true", required=True,
+                        help="export the raw zone and the audit tables (the only export there is)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="where to write (default $SPRX_HOME/export/raw, where the spark target reads)")
+    parser.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the raw zone and the audit tables as Parquet."""
+    from flows.export import ExportError, export_raw
+    from flows.lock import WarehouseBusy
+
+    try:
+        summary = export_raw(args.out)
+    except (ExportError, WarehouseBusy) as error:
+        print(f"sprx export: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # one line, never a traceback
+        print(f"sprx export: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(summary.describe())
+    return 0
+
+
 def _run_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
@@ -439,7 +480,8 @@ def _run_parser(subparsers) -> None:
     parser.add_argument("--source", action="append", choices=("gp", "emis", "systmone", "ambulance", "vcse"),
                         help="ingest only these sources (repeatable; gp = emis and systmone)")
     parser.add_argument("--if-loaded", action="store_true",
-                        help="build and publish only when the ingest loaded at least one file")
+                        help="build only when something loaded that the last complete build did not see (this run "
+                             "or an earlier one), or the last build failed; publish only what is not yet published")
     _flow_options(parser)
     parser.set_defaults(handler=cmd_run)
 
@@ -456,9 +498,16 @@ def run_pipeline(command: str, sources: list[str] | None, build_when: str) -> in
         print(problem, file=sys.stderr)
         return 1
     from flows.lock import WarehouseBusy
-    from flows.run import StageFailed, run
+    from flows.run import StageFailed, nothing_to_do, run
     from flows.warehouse import WarehouseInUse
 
+    if build_when == "if-loaded" and nothing_to_do(sources):
+        # landing/ is empty and nothing is outstanding: no flow run, no Prefect server to start
+        print("Nothing new was loaded: no build, and the published copy stands (landing/ is empty and the last "
+              "build is published, so no flow run was started).")
+        if note := ignored_note(get_settings().landing_dir):
+            print(note)
+        return 0
     try:
         summary = run(sources=sources, build_when=build_when)
     except StageFailed as failed:
@@ -474,10 +523,13 @@ def run_pipeline(command: str, sources: list[str] | None, build_when: str) -> in
         print("Nothing to publish: no file has loaded into this warehouse yet, so nothing was built or published "
               f"(put feeds in {get_settings().landing_dir}, or run `sprx demo`).")
         return 0
-    if summary.build is None:
+    if summary.build is None and summary.publish is None:
         print("Nothing new was loaded: no build, and the published copy stands.")
         return 0
-    print(f"Build: {summary.build.describe()}")
+    if summary.build is None:
+        print("Nothing new was loaded; the last build had not been published, so it was.")
+    else:
+        print(f"Build: {summary.build.describe()}")
     if summary.publish is not None:
         print(summary.publish.describe())
     return 0
@@ -643,6 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(subparsers)
     _ingest_parser(subparsers)
     _build_parser(subparsers)
+    _export_parser(subparsers)
     _status_parser(subparsers)
     _run_parser(subparsers)
     _publish_parser(subparsers)

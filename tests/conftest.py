@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import shutil
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-# Prefect reads its settings when first imported: point it at a throwaway home before that.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="sprx-prefect-"))
+# Prefect reads its settings when first imported: point it at a throwaway home before that, removed
+# when this process (the session, or one xdist worker) exits.
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="sprx-prefect-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # Files the tests land are whole when written: take them at once (tests of the settle interval set their own).
@@ -27,7 +31,7 @@ def prefect_harness():
     """One temporary Prefect server for every test that runs a flow."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=300):  # generous: CI machines can be busy
         yield
 
 
@@ -97,6 +101,7 @@ def in_sample_home(sample_home, demo_run, monkeypatch):
     return sample_home
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """Keep tests that share an expensive fixture on one worker when the suite runs in parallel (`make test`
     runs it on two pytest-xdist workers with --dist loadgroup): every test of the session's sample warehouse
@@ -104,3 +109,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         sample = bool({"sample_home", "in_sample_home", "demo_run"} & set(item.fixturenames))
         item.add_marker(pytest.mark.xdist_group("sample" if sample else item.nodeid.split("::", 1)[0]))
+
+
+def pytest_make_parametrize_id(config, val, argname):
+    """A file's bytes are named by their argument, not spelled out in the test id: a workbook made at
+    collection carries the time it was zipped, and pytest-xdist needs every worker to collect the same ids."""
+    if isinstance(val, (bytes, bytearray)) and len(val) > 64:
+        return argname
+    return None

@@ -33,12 +33,20 @@ def test_the_memory_limit_is_read_in_duckdb_units(monkeypatch, text: str, expect
     assert get_settings().duckdb_memory_limit_bytes == expected
 
 
-def test_the_memory_limit_defaults_to_a_quarter_of_the_machine(monkeypatch) -> None:
+def test_the_memory_limit_defaults_to_a_quarter_of_the_machine_less_the_process(monkeypatch) -> None:
     monkeypatch.delenv("SPRX_DUCKDB_MEMORY_LIMIT", raising=False)
     quarter = machine_memory_bytes() // 4
-    assert abs(get_settings().duckdb_memory_limit_bytes - quarter) <= 1
+    expected = max(quarter - 1536 * 1024**2, quarter // 2)  # room for Python, dbt and Prefect within the quarter
+    assert abs(get_settings().duckdb_memory_limit_bytes - expected) <= 1
     monkeypatch.setenv("SPRX_DUCKDB_MEMORY_LIMIT", "50%")  # a share of the machine can be given too
     assert abs(get_settings().duckdb_memory_limit_bytes - 2 * quarter) <= 2
+
+
+@pytest.mark.parametrize(("machine_gib", "limit_gib"), [(24, 4.5), (8, 1.0), (64, 14.5), (0.5, 0.125)])
+def test_the_default_limit_on_machines_of_other_sizes(monkeypatch, machine_gib: float, limit_gib: float) -> None:
+    monkeypatch.delenv("SPRX_DUCKDB_MEMORY_LIMIT", raising=False)
+    monkeypatch.setattr("sprx.settings.machine_memory_bytes", lambda: int(machine_gib * 1024**3))
+    assert get_settings().duckdb_memory_limit_bytes == int(limit_gib * 1024**3)
 
 
 @pytest.mark.parametrize(("variable", "value"), [

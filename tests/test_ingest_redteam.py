@@ -373,3 +373,33 @@ def test_finding_5_identifier_files_and_folders_are_the_owners_alone_whatever_th
     [landed] = [p for p in (sprx_home / "landing" / "vcse" / "walks").iterdir()]
     assert stat.S_IMODE(landed.stat().st_mode) == 0o600
     assert stat.S_IMODE(landed.parent.stat().st_mode) == 0o700  # a folder the portal made
+
+
+# --- finding 6 (landing): a hostile workbook dropped straight into landing/vcse/ -------------------
+
+
+@pytest.mark.parametrize(("part", "reference", "row", "message"), [
+    ("xl/worksheets/sheet1.bin", "XFD3", 3, "the sheet has cells past column 200"),  # the red team's workbook
+    ("xl/worksheets/sheet1.xml", "A1048576", 1048576, "the sheet has rows past row 50,000"),  # Excel's last row
+])
+def test_finding_6_a_hostile_workbook_dropped_in_landing_gets_the_portals_checks(
+        sprx_home: Path, capsys, part: str, reference: str, row: int, message: str) -> None:
+    """Not through the portal: `sprx ingest` refuses the workbook before openpyxl reads it, says why in the
+    audit trail, and keeps the file where it was."""
+    from tests.portal.conftest import far_cell, rename_sheet_part, xlsx
+
+    folder = sprx_home / "landing" / "vcse" / "walks"
+    folder.mkdir(parents=True)
+    sheet = folder / "june.xlsx"
+    sheet.write_bytes(rename_sheet_part(xlsx([VCSE_HEADER.split(","), ["03/06/2026", "Walk", "Zoe", "Hughes",
+                                                                       "17/08/1972", "Y"]]),
+                                        part, far_cell(reference, row)))
+    held = sheet.read_bytes()
+    assert main(["ingest"]) == 0
+    (status, message_recorded, received, loaded, rejected), = query(
+        sprx_home, "select status, message, rows_received, rows_loaded, rows_rejected from audit.file_loads")
+    assert status == "rejected" and message in message_recorded, message_recorded
+    assert message in capsys.readouterr().out
+    assert (received, loaded, rejected) == (0, 0, 0)  # nothing read, so nothing counted as loaded
+    assert sheet.read_bytes() == held  # kept in landing, as every rejected file is
+    assert query(sprx_home, "select count(*) from raw.vcse_attendances") == [(0,)]

@@ -1,7 +1,7 @@
 """The committed locks agree with pyproject.toml, and the test environment is the locked one.
 
-`make lock` recompiles requirements.lock (runtime) and requirements-test.lock (runtime + test
-tools) from pyproject.toml; every Makefile target installs from them. These tests fail when a
+`make lock` recompiles requirements.lock (runtime), requirements-test.lock (runtime + test
+tools) and requirements-spark.lock (runtime + test tools + the `spark` extra) from pyproject.toml; every Makefile target installs from them. These tests fail when a
 dependency is added to or narrowed in pyproject.toml without refreshing the locks, and when the
 environment running the tests has drifted from the lock.
 """
@@ -48,6 +48,7 @@ LOCKS = [
     # (lock file, the pyproject extras it covers)
     ("requirements.lock", ()),
     ("requirements-test.lock", ("test",)),
+    ("requirements-spark.lock", ("test", "spark")),
 ]
 
 
@@ -69,6 +70,14 @@ def test_the_test_lock_holds_the_runtime_lock():
     runtime, test = _locked("requirements.lock"), _locked("requirements-test.lock")
     differing = {name: (version, test.get(name)) for name, version in runtime.items() if test.get(name) != version}
     assert not differing, f"run `make lock`: runtime and test locks differ on {differing}"
+
+
+def test_the_spark_lock_holds_the_test_lock():
+    """.venv-spark (make test-spark) runs the test lock's versions, plus the `spark` extra's packages."""
+    test, spark = _locked("requirements-test.lock"), _locked("requirements-spark.lock")
+    differing = {name: (version, spark.get(name)) for name, version in test.items() if spark.get(name) != version}
+    assert not differing, f"run `make lock`: test and spark locks differ on {differing}"
+    assert {"dbt-spark", "pyspark"} <= spark.keys() and "pyspark" not in test
 
 
 def test_the_pins_with_a_reason_hold():

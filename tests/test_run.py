@@ -10,6 +10,7 @@ is checked on the session's demo home (`sample_home`).
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -27,8 +28,10 @@ import pytest
 
 from flows.lock import lock_path, warehouse_lock
 from flows.publish import release_problems
+from flows.warehouse import connect, load_watermark, outstanding_work, record_stage
 from sprx.settings import SAMPLE_FEEDS_DIR
 from tests.conftest import TEST_KEY
+from tests.helpers import published_readers
 
 pytestmark = pytest.mark.slow
 
@@ -41,31 +44,6 @@ SENDERS = ("emis_P91004_", "emis_P91007_", "systmone_P91003_", "ambulance_RX7_",
 # A reader's query: one row per delivered file, so the count grows when a run loads new files.
 READER_QUERY = "select count(*) from published.pub_data_quality"
 
-# A reader process: each query on a new read-only connection ("loop"), or every query on the one
-# connection opened at the start ("kept": an analyst who never closes their session). DuckDB shares
-# one open database per file within a process, so the two kinds of reader run as separate processes.
-READER = textwrap.dedent("""
-    import json, sys, time
-    from pathlib import Path
-    import duckdb
-    database, stop, out, query, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], sys.argv[5]
-    kept = duckdb.connect(str(database), read_only=True) if mode == "kept" else None
-    report = {"queries": 0, "errors": [], "seen": []}
-    while not stop.exists():
-        try:
-            if kept is not None:
-                value = kept.execute(query).fetchone()[0]
-            else:
-                with duckdb.connect(str(database), read_only=True) as connection:
-                    value = connection.execute(query).fetchone()[0]
-            report["queries"] += 1
-            if value not in report["seen"]:
-                report["seen"].append(value)
-        except Exception as error:
-            report["errors"].append(f"{type(error).__name__}: {error}"[:300])
-        time.sleep(0.05)
-    out.write_text(json.dumps(report))
-""")
 
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
@@ -147,19 +125,12 @@ def published_home(tmp_path_factory, api_url):
     (home.parent / "first-run.out").write_text(out)
     (home.parent / "first-run.err").write_text(err)
 
-    stop = home.parent / "stop"
-    readers = {mode: subprocess.Popen([sys.executable, "-c", READER, str(home / "published" / "analytics.duckdb"),
-                                       str(stop), str(home.parent / f"{mode}.json"), READER_QUERY, mode])
-               for mode in ("loop", "kept")}
-    time.sleep(1)
-    assert land(home, after=SPLIT) > 50
-    # new files; then a scheduled-style run that finds nothing new (no build: the published copy stands)
-    runs = [finish(sprx(home, api_url, "run")), finish(sprx(home, api_url, "run", "--if-loaded"))]
-    time.sleep(1)
-    stop.touch()
-    for reader in readers.values():
-        reader.wait(timeout=60)
-    reports = {mode: json.loads((home.parent / f"{mode}.json").read_text()) for mode in readers}
+    with published_readers(home / "published" / "analytics.duckdb", home.parent, READER_QUERY) as reports:
+        time.sleep(1)
+        assert land(home, after=SPLIT) > 50
+        # new files; then a scheduled-style run that finds nothing new (no build: the published copy stands)
+        runs = [finish(sprx(home, api_url, "run")), finish(sprx(home, api_url, "run", "--if-loaded"))]
+        time.sleep(1)
     return home, first, runs, reports
 
 
@@ -236,7 +207,7 @@ def test_a_run_killed_during_the_build_leaves_the_previous_copy(published_home, 
         pass
 
 
-def test_publish_refuses_half_built_warehouse(published_home, api_url):
+def test_finding_3_publish_refuses_a_half_built_warehouse_and_closes_the_dead_build(published_home, api_url):
     """Issue 13, finding 3: after a run killed mid-build, `sprx publish` copied the half-built published
     schema and the dead build stayed `running` in audit.pipeline_runs."""
     home = published_home[0]
@@ -256,6 +227,72 @@ def test_publish_refuses_half_built_warehouse(published_home, api_url):
     check = subprocess.run([sys.executable, "-m", "sprx", "status", "--check"], capture_output=True, text=True,
                            env={**os.environ, "SPRX_HOME": str(home)})
     assert check.returncode == 1 and "last run failed or abandoned: build, publish" in check.stdout
+
+
+def test_a_scheduled_run_with_nothing_new_finishes_what_a_killed_build_left(published_home, api_url):
+    """After the killed build above (nothing new in landing), `sprx run --if-loaded`, as the schedules run it,
+    builds and publishes; the one after it has nothing to do."""
+    home = published_home[0]
+    before = (home / "published" / "manifest.json").read_text()
+    code, out, err = finish(sprx(home, api_url, "run", "--if-loaded"))
+    assert code == 0, err[-3000:]
+    assert "Build: dbt build passed" in out and "Published" in out, out
+    assert (home / "published" / "manifest.json").read_text() != before
+    # with landing/ empty and nothing outstanding, the next finds that without Prefect (none is reachable here)
+    code, out, err = finish(sprx(home, api_url, "run", "--if-loaded", env={"PREFECT_API_URL": "http://127.0.0.1:9/api"}))
+    assert code == 0, err[-3000:]
+    assert "Nothing new was loaded: no build" in out and "no flow run was started" in out, out
+    assert "Published" not in out
+    # a file in landing/ (the same bytes again: a duplicate) goes through the run as usual, and builds nothing
+    again = next(path for path in deliveries() if path.is_file() and path.parent.name == "ambulance")
+    shutil.copy2(again, home / "landing" / "ambulance" / "again.csv")
+    code, out, err = finish(sprx(home, api_url, "run", "--if-loaded"))
+    assert code == 0, err[-3000:]
+    assert "Nothing new was loaded: no build, and the published copy stands." in out.splitlines(), out
+
+
+def _warehouse_with_one_load(path: Path) -> duckdb.DuckDBPyConnection:
+    connection = connect(path)
+    _load_file(connection, 1)
+    return connection
+
+
+def _load_file(connection: duckdb.DuckDBPyConnection, file_id: int, loaded_at: str = "2026-01-01 10:00:00") -> None:
+    connection.execute(
+        "insert into audit.file_loads (file_id, source, path, sha256, received_at, loaded_at, rows_received, "
+        "rows_loaded, rows_rejected, status) values (?, 'vcse', ?, ?, ?, ?, 1, 1, 0, 'loaded')",
+        [file_id, f"vcse/{file_id}.csv", f"{file_id:064d}", loaded_at, loaded_at])
+
+
+def _stage(connection, run_id: str, stage: str, at: str, status: str = "completed", watermark: bool = True) -> None:
+    moment = dt.datetime.fromisoformat(at)
+    detail = load_watermark(connection) if watermark else {}
+    record_stage(connection, run_id, stage, moment, moment + dt.timedelta(minutes=1), status, detail)
+
+
+def test_what_a_scheduled_run_finds_outstanding(tmp_path):
+    """`--if-loaded` builds when the marts are behind the raw zone and publishes when analysts are behind the marts."""
+    connection = _warehouse_with_one_load(tmp_path / "warehouse.duckdb")
+    assert outstanding_work(connection) == (True, False)  # loaded, never built
+    _stage(connection, "r1", "build", "2026-01-01 11:00:00")
+    assert outstanding_work(connection) == (False, True)  # built, never published
+    _stage(connection, "r1", "publish", "2026-01-01 11:05:00")
+    assert outstanding_work(connection) == (False, False)  # nothing to do
+    _stage(connection, "r2", "build", "2026-01-01 12:00:00", status="abandoned")
+    assert outstanding_work(connection) == (True, False)  # a killed build is built again
+    _stage(connection, "r3", "build", "2026-01-01 13:00:00")
+    _stage(connection, "r3", "publish", "2026-01-01 13:05:00")
+    _stage(connection, "r4", "build", "2026-01-01 14:00:00", watermark=False)  # `sprx build --select`: partial
+    assert outstanding_work(connection)[0] is False  # the last full build saw every load
+    _load_file(connection, 2, "2026-01-01 15:00:00")  # loaded by a run that died before its build
+    assert outstanding_work(connection)[0] is True
+    _stage(connection, "r5", "build", "2026-01-01 16:00:00")
+    _stage(connection, "r5", "publish", "2026-01-01 16:05:00")
+    assert outstanding_work(connection) == (False, False)
+    # a reprocess reloads the same files later (same count, newer commit times): built again
+    connection.execute("update audit.file_loads set loaded_at = loaded_at + interval 1 day")
+    assert outstanding_work(connection) == (True, False)
+    connection.close()
 
 
 def test_a_failed_build_exits_1_naming_the_stage_and_never_publishes(published_home, api_url):

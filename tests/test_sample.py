@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -266,3 +267,81 @@ def test_every_injected_fault_points_at_a_real_row_with_the_faulty_value(truth: 
             assert bad and not any(is_valid_nhs_number(d) for d in bad)
         if fault["kind"] == "impossible_date":
             assert any(token in line for token in ("30-Feb", "31-Jun", "30 Feb", "31 Apr", "31/02/", "-02-30"))
+
+
+# --- the following day (a night's deliveries on top of a generated period) --------------------
+
+FOLLOWING = dict(people=300, start=dt.date(2026, 9, 1), end=dt.date(2026, 11, 1), systmone_every_days=7)
+
+
+@pytest.fixture(scope="module")
+def following_feeds(tmp_path_factory) -> tuple[Path, dict]:
+    """A short period whose last day (the 1st of a month) is one night's deliveries of every feed."""
+    folder = tmp_path_factory.mktemp("following") / "feeds"
+    return folder, generate(folder, Parameters(following_day=True, **FOLLOWING))
+
+
+def test_following_day_is_one_night_of_every_feed_dated_the_last_day(following_feeds, tmp_path: Path) -> None:
+    folder, truth = following_feeds
+    following = truth["following_day"]
+    assert all((folder / path).exists() for path in following)
+    families = {"/".join(path.split("/")[:2]) if path.startswith("gp/") else path.split("/")[0] for path in following}
+    assert families == {"gp/emis", "gp/systmone", "ambulance", "vcse"}
+    # EMIS: every practice's full refresh on the last day, and on the day before in the base
+    emis = sorted((folder / "gp" / "emis").glob("*.csv"))
+    practices = {path.name.split("_")[1] for path in emis}
+    assert {p for p in following if p.startswith("gp/emis/")} == {f"gp/emis/emis_{code}_20261101.csv" for code in practices}
+    assert all((folder / "gp" / "emis" / f"emis_{code}_20261031.csv").exists() for code in practices)
+    run_on = {read_emis_preamble(folder / path).run_on for path in following if path.startswith("gp/emis/")}
+    assert {text[:11] for text in run_on if text} == {"01-Nov-2026"}  # some practices send no preamble
+    # SystmOne: the last delta follows one on the day before, so it covers one day
+    systmone = [path for path in following if path.startswith("gp/systmone/")]
+    for path in systmone:
+        assert path.removesuffix(".zip").endswith("_20261101")
+        before = folder / path.removesuffix(".zip").replace("_20261101", "_20261031")
+        assert before.exists() or before.with_suffix(".zip").exists()
+    # ambulance: one file on the last day; VCSE: every service's sheet of the last day's month
+    assert [p for p in following if p.startswith("ambulance/")] == ["ambulance/ambulance_RX7_20261101.csv"]
+    vcse = [path for path in following if path.startswith("vcse/")]
+    assert sorted(path.split("/")[1] for path in vcse) == sorted(truth["vcse_services"])
+    assert all(re.search(r"november.2026|2026.11", path.lower()) for path in vcse)
+    # without the option nothing changes: no list, no extra exports
+    plain = generate(tmp_path / "plain", Parameters(**FOLLOWING))
+    assert "following_day" not in plain and "following_day" not in plain["parameters"]
+    assert not list((tmp_path / "plain" / "gp" / "emis").glob("*_20261031.csv"))
+
+
+def test_the_base_then_the_following_day_ingest(following_feeds, sprx_home: Path, prefect_harness) -> None:
+    from flows.ingest import ingest
+    import duckdb
+    import shutil
+
+    folder, truth = following_feeds
+    following = set(truth["following_day"])
+    landing = sprx_home / "landing"
+
+    def land(paths: list[str]) -> None:
+        for relative in paths:
+            source, target = folder / relative, landing / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
+
+    delivered = [*(folder / "gp" / "systmone").iterdir(),  # a SystmOne folder or .zip is one delivery
+                 *(path for feed in ("gp/emis", "ambulance", "vcse") for path in (folder / feed).rglob("*") if path.is_file())]
+    base = sorted({str(path.relative_to(folder)) for path in delivered} - following)
+    land(base)
+    ingest()
+    land(sorted(following))
+    summary = ingest()
+    with duckdb.connect(str(sprx_home / "warehouse.duckdb"), read_only=True) as connection:
+        loads = {row[0]: row[1:] for row in connection.execute(
+            "select path, status, rows_received, rows_loaded, rows_rejected, message from audit.file_loads").fetchall()}
+    assert following <= set(loads)
+    # every night's file loads; an EMIS export identical to the day before's (no preamble, nothing changed
+    # on a Sunday) is a duplicate of it, as in a real night
+    for path in following:
+        status, message = loads[path][0], loads[path][4]
+        assert status == "loaded" or (status == "duplicate" and path.replace("20261101", "20261031") in message)
+    assert {path.split("/")[0] for path in following if loads[path][0] == "loaded"} == {"gp", "ambulance", "vcse"}
+    assert all(received == loaded + rejected for _, received, loaded, rejected, _ in loads.values())
+    assert summary.rows_received == sum(loads[path][1] for path in following)

@@ -107,6 +107,10 @@
     (row_key, measure, value, is_primary, is_redacted). Preceded by `with` and other CTEs.
 -#}
 {% macro secondary_suppression(cells, relations, passes=12) -%}
+    {{ return(adapter.dispatch('secondary_suppression', 'sprx')(cells, relations, passes)) }}
+{%- endmacro %}
+
+{% macro default__secondary_suppression(cells, relations, passes=12) -%}
 suppression_pass_0 as (
 
     select
@@ -136,9 +140,11 @@ suppression_chosen_{{ step }} as (
 
     select
         cells.measure,
-        arg_min(
+        min_by(
             cells.row_key,
-            struct_pack(total_last := relations.is_total, value := cells.value, row_key := cells.row_key)
+            {{ ordered_record([
+                ('total_last', 'relations.is_total'), ('value', 'cells.value'), ('row_key', 'cells.row_key')
+            ]) }}
         ) as row_key
     from suppression_offending_{{ step }} as offending
     inner join {{ relations }} as relations
@@ -173,3 +179,68 @@ suppressed as (
 )
 {%- endmacro %}
 
+
+{#-
+    The same passes for Spark, which inlines every CTE where it is used: above, each pass reads the one
+    before three times, so twelve passes would plan 3^12 copies of the first. Here each pass reads the
+    one before once (the cells joined to their relations, the counts and the first candidate by window
+    functions, then one row per cell again), so the plan grows with the passes, not exponentially.
+    Same rule, same choice, same result (tests/spark compares the published tables).
+-#}
+{% macro spark__secondary_suppression(cells, relations, passes=12) -%}
+suppression_pass_0 as (
+
+    select
+        row_key,
+        measure,
+        value,
+        coalesce(value between 1 and {{ var('disclosure_threshold') }}, false) as is_primary,
+        coalesce(value between 1 and {{ var('disclosure_threshold') }}, false) as is_redacted
+    from {{ cells }}
+
+),
+{% for step in range(1, passes + 1) %}
+suppression_ranked_{{ step }} as (
+
+    select
+        cells.row_key,
+        cells.measure,
+        cells.value,
+        cells.is_primary,
+        cells.is_redacted,
+        relations.relation_key,
+        count(case when cells.is_redacted and cells.value > 0 then 1 end)
+            over (partition by relations.relation_key, cells.measure) as redacted_in_relation,
+        min(
+            case when not cells.is_redacted and cells.value > 0 then {{ ordered_record([
+                ('total_last', 'relations.is_total'), ('value', 'cells.value'), ('row_key', 'cells.row_key')
+            ]) }} end
+        ) over (partition by relations.relation_key, cells.measure) as first_candidate
+    from suppression_pass_{{ step - 1 }} as cells
+    left join {{ relations }} as relations
+        on cells.row_key = relations.row_key
+
+),
+
+suppression_pass_{{ step }} as (
+
+    select
+        row_key,
+        measure,
+        max(value) as value,
+        bool_or(is_primary) as is_primary,
+        bool_or(
+            is_redacted
+            or coalesce(relation_key is not null and redacted_in_relation = 1 and first_candidate.row_key = row_key, false)
+        ) as is_redacted
+    from suppression_ranked_{{ step }}
+    group by row_key, measure
+
+),
+{% endfor %}
+suppressed as (
+
+    select * from suppression_pass_{{ passes }}
+
+)
+{%- endmacro %}

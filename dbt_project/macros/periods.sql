@@ -9,16 +9,17 @@
         {{ month_column }} as month_start,
         'month' as period_type,
         {{ month_column }} as period_start,
-        cast({{ month_column }} + interval 1 month - interval 1 day as date) as period_end,
-        strftime({{ month_column }}, '%Y-%m') as period_label
+        cast({{ dbt.dateadd('day', -1, dbt.dateadd('month', 1, month_column)) }} as date) as period_end,
+        substr(cast({{ month_column }} as {{ dbt.type_string() }}), 1, 7) as period_label
     from {{ relation }}
     union all
     select
         {{ month_column }} as month_start,
         'quarter' as period_type,
-        cast(date_trunc('quarter', {{ month_column }}) as date) as period_start,
-        cast(date_trunc('quarter', {{ month_column }}) + interval 3 month - interval 1 day as date) as period_end,
-        strftime({{ month_column }}, '%Y') || ' Q' || cast(quarter({{ month_column }}) as varchar) as period_label
+        cast({{ dbt.date_trunc('quarter', month_column) }} as date) as period_start,
+        cast({{ dbt.dateadd('day', -1, dbt.dateadd('month', 3, dbt.date_trunc('quarter', month_column))) }} as date)
+            as period_end,
+        cast(year({{ month_column }}) as {{ dbt.type_string() }}) || ' Q' || cast(quarter({{ month_column }}) as {{ dbt.type_string() }}) as period_label
     from {{ relation }}
     union all
     select
@@ -28,9 +29,9 @@
             as period_start,
         make_date(year({{ month_column }}) - (case when month({{ month_column }}) < 4 then 1 else 0 end) + 1, 3, 31)
             as period_end,
-        cast(year({{ month_column }}) - (case when month({{ month_column }}) < 4 then 1 else 0 end) as varchar)
+        cast(year({{ month_column }}) - (case when month({{ month_column }}) < 4 then 1 else 0 end) as {{ dbt.type_string() }})
         || '/' || right(
-            cast(year({{ month_column }}) - (case when month({{ month_column }}) < 4 then 1 else 0 end) + 1 as varchar), 2
+            cast(year({{ month_column }}) - (case when month({{ month_column }}) < 4 then 1 else 0 end) + 1 as {{ dbt.type_string() }}), 2
         ) as period_label
     from {{ relation }}
 {%- endmacro %}

@@ -15,11 +15,12 @@ from pathlib import Path
 import openpyxl
 import polars as pl
 
-from sprx.readers.archives import ZIP_MAGIC, check_zip
+from sprx.readers.archives import ZIP_MAGIC
 from sprx.readers.csv_engine import iter_raw_chunks, raw_frame, shape_chunk
 from sprx.readers.frames import DEFAULT_CHUNK_ROWS, ROW_NUMBER, FeedFileError, frame_schema, open_file
 from sprx.readers.headers import describe_spellings, named_width, normalise_header, require_columns
 from sprx.readers.sniff import CsvLayout, layout_after, read_head
+from sprx.readers.workbook import check_workbook
 
 # Canonical column name -> accepted headings (case, spaces and punctuation ignored).
 HEADINGS: dict[str, tuple[str, ...]] = {
@@ -279,7 +280,7 @@ def _find_header(rows: Iterable[tuple[int, Sequence[str]]], remembered: Mapping[
 
 def _excel_rows(path: Path, notices: list[str] | None = None) -> Iterator[tuple[int, list[str | None]]]:
     """Yield (Excel row number, cell texts) from the first worksheet, noting any other worksheets."""
-    check_zip(path, allow_folders=True)
+    check_workbook(path)  # the portal's safety checks, before openpyxl reads a byte of it
     # Given a stream, openpyxl judges the file by its content rather than its extension. It raises many
     # kinds of error on a damaged or foreign file; to a service they all mean the same thing.
     with path.open("rb") as stream:

@@ -132,10 +132,27 @@ def _generate_into(root: Path, params: Parameters, progress: Callable[[str], Non
     ambulance.finish()
     vcse.finish()
     result = truth.result(practices, faults, nhs_numbers_exhausted=person_key > TEST_RANGE_SIZE * 0.9)
+    if params.following_day:
+        result["following_day"] = _following_day_files(root, grid, emis, emis_practices, systmone,
+                                                       systmone_practices, ambulance, vcse)
     with open(root / "truth.json", "w", encoding="utf-8", newline="\n") as out:
         json.dump(result, out, indent=1, sort_keys=True, ensure_ascii=False)
         out.write("\n")
     return result
+
+
+def _following_day_files(root: Path, grid: Grid, emis: EmisWriter, emis_practices: list[Practice],
+                         systmone: SystmOneWriter, systmone_practices: list[Practice], ambulance: AmbulanceWriter,
+                         vcse: VcseWriter) -> list[str]:
+    """The relative paths of the last night's deliveries of every feed (held back to time a nightly run)."""
+    last = grid.days - 1
+    files = [f"gp/emis/{emis.file_name(practice, last)}" for practice in emis_practices]
+    for practice in systmone_practices:
+        folder = f"gp/systmone/{systmone.folder(practice, len(systmone.delivery_days) - 1)}"
+        files += [path for path in (folder, folder + ".zip") if (root / path).exists()]
+    files.append(f"ambulance/{ambulance.file_name(last)}")
+    files += vcse.last_month_files
+    return sorted(files)
 
 
 OUTCOMES = ("gp_consultations", "calls_999", "see_and_convey")

@@ -92,6 +92,9 @@ class Parameters:
     systmone_every_days: int = 28
     # Share of SystmOne deliveries sent as a .zip instead of a folder.
     systmone_zip_share: float = 0.5
+    # Make `end` one night's deliveries of every feed (EMIS exports on `end` and the day before,
+    # SystmOne deltas on both, an ambulance file and the VCSE sheets of `end`'s month); listed in truth.json.
+    following_day: bool = False
     # EMIS reporting period in months: events older than this drop out of an export. Long enough
     # by default for two years of history before a referral plus a year of follow-up.
     emis_reporting_months: int = 60
@@ -201,4 +204,6 @@ class Parameters:
         values = asdict(self)
         values["start"] = self.start.isoformat()
         values["end"] = self.end.isoformat()
+        if not self.following_day:  # absent unless asked for, so earlier arguments give the same bytes
+            del values["following_day"]
         return values

@@ -171,7 +171,9 @@ class EmisWriter:
         while day >= grid.start_day:
             days.append(day)
             day -= params.emis_every_days
-        self.export_days = sorted(days)
+        if params.following_day and last - 1 >= grid.start_day:
+            days.append(last - 1)  # the night before: the base holds current data, `end` is one more refresh
+        self.export_days = sorted(set(days))
         self.styles = {}
         self.lines: dict[tuple[str, int], int] = {}
         self.population: dict[tuple[str, int], int] = {}
@@ -332,6 +334,8 @@ class SystmOneWriter:
         self.params = params
         self.faults = faults
         days = list(range(grid.start_day, grid.days, params.systmone_every_days))
+        if params.following_day and days[-1] < grid.days - 2:
+            days.append(grid.days - 2)  # the night before, so that the last delta covers one day
         if days[-1] != grid.days - 1:
             days.append(grid.days - 1)
         self.delivery_days = np.array(days)
@@ -476,6 +480,8 @@ class AmbulanceWriter:
         self.params = params
         self.faults = faults
         self.file_days = np.arange(grid.start_day + 7, grid.days, 7)
+        if params.following_day and (not self.file_days.size or self.file_days[-1] != grid.days - 1):
+            self.file_days = np.append(self.file_days, grid.days - 1)  # a file on the last night too
         self.first_covered_day = int(self.file_days[0]) - self.WINDOW_DAYS if self.file_days.size else grid.days
         self.sequence: dict[int, int] = {}
         self.spring, self.autumn = clock_changes(grid.date(0), grid.date(grid.days - 1))
@@ -589,6 +595,7 @@ class VcseWriter:
         self.params = params
         self.faults = faults
         self.sheets: set[tuple[int, int, int]] = set()
+        self.last_month_files: list[str] = []  # the sheets of the last day's month, as relative paths
         self.spool_dir = root / ".vcse-spool"
         self.spool_dir.mkdir(parents=True, exist_ok=True)
 
@@ -613,12 +620,18 @@ class VcseWriter:
 
     def finish(self) -> None:
         corrected_done: set[int] = set()
+        last = self.grid.date(self.grid.days - 1)
+        if self.params.following_day:  # every service sends the last month's sheet, even with no session yet
+            for service_index in range(len(SERVICES)):
+                self.sheets.add((service_index, last.year, last.month))
         for key in sorted(self.sheets):
             service_index, year, month = key
             service = SERVICES[service_index]
             path = self.spool_dir / "{}-{}-{:02d}.csv".format(*key)
-            with open(path, encoding="utf-8", newline="") as spool:
-                rows = [self._typed(row) for row in csv.reader(spool)]
+            rows = []
+            if path.exists():
+                with open(path, encoding="utf-8", newline="") as spool:
+                    rows = [self._typed(row) for row in csv.reader(spool)]
             rows.sort(key=lambda row: (row[0], row[3], row[2], row[4]))
             name = service.file_name.format(year=year, month=month, month_name=MONTH_NAMES[month - 1])
             folder = self.root / service.service_id
@@ -632,6 +645,8 @@ class VcseWriter:
                 self._write_sheet(service, folder / f"{stem}-corrected.{suffix}", rows)
             else:
                 self._write_sheet(service, folder / name, rows)
+            if (year, month) == (last.year, last.month):
+                self.last_month_files.append(f"vcse/{service.service_id}/{name}")
         shutil.rmtree(self.spool_dir)
 
     @staticmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,32 @@ def xlsx(rows: list[list[object]], *, title_rows: int = 0) -> bytes:
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
+
+
+# The part a workbook saved by openpyxl keeps its first sheet in.
+SHEET_XML = "xl/worksheets/sheet1.xml"
+
+
+def rename_sheet_part(workbook: bytes, new_name: str, change: Callable[[bytes], bytes] = lambda xml: xml) -> bytes:
+    """A copy of a workbook whose first sheet's part is renamed (rels and content types follow) and changed."""
+    source = zipfile.ZipFile(io.BytesIO(workbook))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            data = source.read(info.filename).replace(f"/{SHEET_XML}".encode(), f"/{new_name}".encode())
+            if info.filename == SHEET_XML:
+                target.writestr(new_name, change(data))
+            else:
+                target.writestr(info.filename, data)
+    return buffer.getvalue()
+
+
+def far_cell(reference: str, row: int) -> Callable[[bytes], bytes]:
+    """A change to a sheet's XML adding one cell at `reference` on row `row`."""
+    def change(xml: bytes) -> bytes:
+        return xml.replace(b"</sheetData>", f'<row r="{row}"><c r="{reference}" t="inlineStr"><is><t>x</t></is>'
+                           f"</c></row></sheetData>".encode())
+    return change
 
 
 def rewrite_member(workbook: bytes, member: str, change) -> bytes:

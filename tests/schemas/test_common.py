@@ -244,3 +244,21 @@ def test_every_row_is_valid_or_rejected(name: str, data: st.DataObject) -> None:
     halves = [shape.validate(part, **kwargs) for part in (frame[:cut], frame[cut:])]
     assert pl.concat([half.valid for half in halves]).equals(result.valid)
     assert pl.concat([half.rejected for half in halves]).equals(result.rejected)
+
+
+def test_valid_rows_always_meet_the_model() -> None:
+    class Shaded(FeedRow):
+        colour: str = pa.Field(title="Colour", description="a colour such as red")
+        shade: str = pa.Field(isin=["light", "dark"], title="shade", description="light or dark",
+                              metadata={"derived": True})
+
+    frame = reader_frame(COLOUR_SCHEMA, [{"colour": "red"}, {"colour": "blue"}])
+    kwargs = {"reader_schema": COLOUR_SCHEMA, "extract_date": date(2026, 1, 1)}
+    good = validate_rows(Shaded, frame, derive=lambda: {"shade": pl.lit("dark")}, **kwargs)
+    assert good.valid.get_column("shade").to_list() == ["dark", "dark"]
+    # A derived column is computed here, not read: a value breaking the model is a bug in the code, never bad
+    # data, and stops the load with pandera's own error rather than loading the row.
+    with pytest.raises(pa.errors.SchemaErrors, match="isin"):
+        validate_rows(Shaded, frame, derive=lambda: {"shade": pl.lit("pale")}, **kwargs)
+    with pytest.raises(pa.errors.SchemaErrors, match="shade"):
+        validate_rows(Shaded, frame, derive=lambda: {"shade": pl.lit(None, pl.String)}, **kwargs)

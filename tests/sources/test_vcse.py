@@ -262,10 +262,10 @@ def test_xlsx_rejections(tmp_path: Path) -> None:
     # An empty workbook has no header.
     with pytest.raises(FeedFileError, match="no header row found"):
         read_vcse(make_workbook(tmp_path / "b.xlsx", {}))
-    # A zip that is not a workbook.
+    # A zip that is not a workbook (the workbook checks the portal also runs say so before openpyxl opens it).
     with zipfile.ZipFile(tmp_path / "c.xlsx", "w") as archive:
         archive.writestr("hello.txt", "hello")
-    with pytest.raises(FeedFileError, match="could not be opened as an Excel workbook"):
+    with pytest.raises(FeedFileError, match="is a zip archive but not an Excel workbook"):
         read_vcse(tmp_path / "c.xlsx")
     # Bytes that only start like a zip.
     (tmp_path / "d.xlsx").write_bytes(b"PK\x03\x04garbage")

@@ -51,7 +51,7 @@ gp_consultations as (
         patient_key,
         event_date,
         practice_code,
-        cast(null as varchar) as service_id,
+        cast(null as {{ dbt.type_string() }}) as service_id,
         is_attended,
         is_did_not_attend,
         false as is_see_and_convey
@@ -69,7 +69,7 @@ gp_consultations as (
         patient_key,
         appointment_date as event_date,
         practice_code,
-        cast(null as varchar) as service_id,
+        cast(null as {{ dbt.type_string() }}) as service_id,
         is_attended,
         is_did_not_attend,
         false as is_see_and_convey
@@ -111,8 +111,8 @@ ambulance_calls_linked as (
         feed_records.person_key,
         feed_records.link_tier,
         ambulance_incidents.call_received_date as event_date,
-        cast(null as varchar) as practice_code,
-        cast(null as varchar) as service_id,
+        cast(null as {{ dbt.type_string() }}) as practice_code,
+        cast(null as {{ dbt.type_string() }}) as service_id,
         false as is_attended,
         false as is_did_not_attend,
         ambulance_incidents.is_see_and_convey
@@ -133,7 +133,7 @@ vcse_sessions_linked as (
         feed_records.person_key,
         feed_records.link_tier,
         vcse_attendances.session_date as event_date,
-        cast(null as varchar) as practice_code,
+        cast(null as {{ dbt.type_string() }}) as practice_code,
         vcse_attendances.service_id,
         vcse_attendances.is_attended,
         vcse_attendances.is_did_not_attend,

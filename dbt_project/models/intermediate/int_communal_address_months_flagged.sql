@@ -43,7 +43,7 @@ calls_per_month as (
 final as (
 
     select
-        postcode_token || ':' || cast(call_month as varchar) as communal_address_month_key,
+        postcode_token || ':' || cast(call_month as {{ dbt.type_string() }}) as communal_address_month_key,
         postcode_token,
         call_month,
         lsoa21_code,

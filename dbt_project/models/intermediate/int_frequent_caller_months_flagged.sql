@@ -123,7 +123,7 @@ months_flagged as (
 final as (
 
     select
-        person_key || ':' || cast(call_month as varchar) as frequent_caller_month_key,
+        person_key || ':' || cast(call_month as {{ dbt.type_string() }}) as frequent_caller_month_key,
         person_key,
         call_month,
         calls_in_month,

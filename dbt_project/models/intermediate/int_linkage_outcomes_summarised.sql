@@ -20,7 +20,7 @@ records as (
 
     select
         'gp' as source,
-        case when link_tier is null then 'own_person' else 'tier_' || cast(link_tier as varchar) end
+        case when link_tier is null then 'own_person' else 'tier_' || cast(link_tier as {{ dbt.type_string() }}) end
             as link_outcome,
         has_name_dob_conflict,
         has_surname_dob_postcode_conflict,
@@ -32,7 +32,7 @@ records as (
 
     select
         feed as source,
-        case when link_tier is null then 'unlinked' else 'tier_' || cast(link_tier as varchar) end
+        case when link_tier is null then 'unlinked' else 'tier_' || cast(link_tier as {{ dbt.type_string() }}) end
             as link_outcome,
         has_name_dob_conflict,
         has_surname_dob_postcode_conflict,

@@ -160,7 +160,7 @@ episodes_described as (
         coalesce(
             episode_openings.age_at_event,
             gp_patients.age_at_extract
-            + date_sub('year', gp_patients.extract_date, episode_openings.episode_start_date)
+            + {{ whole_years_between('gp_patients.extract_date', 'episode_openings.episode_start_date') }}
         ) as age_at_referral,
         episode_openings.age_at_event is null as is_age_at_referral_estimated
     from episode_openings
@@ -172,7 +172,7 @@ episodes_described as (
 final as (
 
     select
-        episodes_described.person_key || ':' || cast(episodes_described.episode_start_date as varchar)
+        episodes_described.person_key || ':' || cast(episodes_described.episode_start_date as {{ dbt.type_string() }})
             as episode_key,
         episodes_described.person_key,
         episodes_described.episode_sequence,
@@ -187,15 +187,7 @@ final as (
         current_pcn_memberships.pcn_name,
         episodes_described.sex,
         episodes_described.age_at_referral,
-        case
-            when episodes_described.age_at_referral is null then null
-            when episodes_described.age_at_referral < 18 then '0-17'
-            when episodes_described.age_at_referral < 35 then '18-34'
-            when episodes_described.age_at_referral < 50 then '35-49'
-            when episodes_described.age_at_referral < 65 then '50-64'
-            when episodes_described.age_at_referral < 80 then '65-79'
-            else '80+'
-        end as age_band_at_referral,
+        {{ age_band('episodes_described.age_at_referral') }} as age_band_at_referral,
         episodes_described.is_age_at_referral_estimated,
         episodes_described.lsoa21_code,
         episodes_described.imd_decile,

@@ -176,7 +176,7 @@ final as (
 
     select
         counted.episode_key || '|' || counted.subject_role || '|' || counted.person_key || '|'
-        || counted.outcome || '|' || cast(counted.window_days as varchar) as subject_outcome_key,
+        || counted.outcome || '|' || cast(counted.window_days as {{ dbt.type_string() }}) as subject_outcome_key,
         counted.episode_key,
         counted.person_key,
         counted.subject_role,

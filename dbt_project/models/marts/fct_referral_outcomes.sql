@@ -59,7 +59,7 @@ eligible as (
 final as (
 
     select
-        referred.episode_key || '|' || referred.outcome || '|' || cast(referred.window_days as varchar)
+        referred.episode_key || '|' || referred.outcome || '|' || cast(referred.window_days as {{ dbt.type_string() }})
             as referral_outcome_key,
         referred.episode_key,
         referred.person_key,

@@ -33,7 +33,7 @@ final as (
     select
         md5(concat_ws(
             '|',
-            cast(rejections_per_reason.file_id as varchar),
+            cast(rejections_per_reason.file_id as {{ dbt.type_string() }}),
             rejections_per_reason.field_name,
             rejections_per_reason.rejection_reason
         )) as file_rejection_reason_key,

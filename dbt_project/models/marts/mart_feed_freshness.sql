@@ -50,7 +50,7 @@ senders as (
         max(case when is_loaded then extract_date end) as last_extract_date,
         max(case when is_loaded then received_at end) as data_received_at,
         max(loaded_at) as last_loaded_at,
-        arg_max(load_status, file_id) as last_load_status
+        max_by(load_status, file_id) as last_load_status
     from attributed_files
     group by source, organisation_code
 
@@ -73,9 +73,11 @@ silences as (
         source_newest_deliveries.as_of_date,
         feed_cadence.expected_every_days,
         feed_cadence.late_after_days,
-        date_diff(
-            'day', cast({{ utc_to_uk_local('senders.data_received_at') }} as date), source_newest_deliveries.as_of_date
-        ) as days_silent
+        {{ dbt.datediff(
+            'cast(' ~ utc_to_uk_local('senders.data_received_at') ~ ' as date)',
+            'source_newest_deliveries.as_of_date',
+            'day'
+        ) }} as days_silent
     from senders
     inner join source_newest_deliveries
         on senders.source = source_newest_deliveries.source

@@ -39,11 +39,10 @@ months as (
 
     select cast(month_series.month_start as date) as referral_month
     from
-        range(
-            (select min(referral_month) from referrals),
-            (select max(referral_month) from referrals) + interval 1 month,
-            interval 1 month
-        ) as month_series (month_start)
+        {{ month_series(
+            '(select min(referral_month) from referrals)', '(select max(referral_month) from referrals)',
+            'month_series', 'month_start'
+        ) }}
 
 ),
 
@@ -78,7 +77,8 @@ funnel as (
 final as (
 
     select
-        practice_months.practice_code || ':' || strftime(practice_months.referral_month, '%Y-%m')
+        practice_months.practice_code || ':'
+        || substr(cast(practice_months.referral_month as {{ dbt.type_string() }}), 1, 7)
             as practice_month_key,
         practice_months.practice_code,
         practice_months.pcn_code,

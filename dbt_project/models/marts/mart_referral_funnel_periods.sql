@@ -44,11 +44,9 @@ months as (
 
     select cast(month_series.month_start as date) as month_start
     from
-        range(
-            (select first_month from coverage),
-            (select last_month from coverage) + interval 1 month,
-            interval 1 month
-        ) as month_series (month_start)
+        {{ month_series(
+            '(select first_month from coverage)', '(select last_month from coverage)', 'month_series', 'month_start'
+        ) }}
 
 ),
 
@@ -138,7 +136,7 @@ referral_groups as (
     select
         episode_key,
         'imd_quintile' as breakdown,
-        coalesce(cast(imd_quintile as varchar), 'unknown') as group_value
+        coalesce(cast(imd_quintile as {{ dbt.type_string() }}), 'unknown') as group_value
     from referrals
     union all
     select
@@ -165,8 +163,8 @@ breakdown_groups as (
     union
     select
         'imd_quintile' as breakdown,
-        cast(quintile.quintile as varchar) as group_value
-    from range(1, 6) as quintile (quintile)
+        cast(quintile.quintile as {{ dbt.type_string() }}) as group_value
+    from (values (1), (2), (3), (4), (5)) as quintile (quintile)
 
 ),
 
@@ -254,11 +252,13 @@ dated as (
 
     select
         keyed.*,
-        strftime(keyed.period_start, '%Y-%m-%d') as period_day,
-        strftime(date_trunc('quarter', keyed.period_start), '%Y-%m-%d') as quarter_day,
-        strftime(
-            make_date(year(keyed.period_start) - (case when month(keyed.period_start) < 4 then 1 else 0 end), 4, 1),
-            '%Y-%m-%d'
+        cast(keyed.period_start as {{ dbt.type_string() }}) as period_day,
+        cast(
+            cast({{ dbt.date_trunc('quarter', 'keyed.period_start') }} as date) as {{ dbt.type_string() }}
+        ) as quarter_day,
+        cast(
+            make_date(year(keyed.period_start) - (case when month(keyed.period_start) < 4 then 1 else 0 end), 4, 1)
+            as {{ dbt.type_string() }}
         ) as financial_year_day
     from keyed
 

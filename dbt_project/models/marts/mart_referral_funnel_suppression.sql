@@ -14,17 +14,34 @@ funnel as (
 
 cells as (
 
-    unpivot (
-        select
-            funnel_period_key as row_key,
-            referral_episodes,
-            declined_episodes,
-            engaged_episodes,
-            sustained_episodes
-        from funnel
-    )
-    on referral_episodes, declined_episodes, engaged_episodes, sustained_episodes
-    into name measure value value
+    -- one row per count that has a value (an unpivot, written as a union so that every engine runs it)
+    select
+        funnel_period_key as row_key,
+        'referral_episodes' as measure,
+        referral_episodes as value
+    from funnel
+    where referral_episodes is not null
+    union all
+    select
+        funnel_period_key as row_key,
+        'declined_episodes' as measure,
+        declined_episodes as value
+    from funnel
+    where declined_episodes is not null
+    union all
+    select
+        funnel_period_key as row_key,
+        'engaged_episodes' as measure,
+        engaged_episodes as value
+    from funnel
+    where engaged_episodes is not null
+    union all
+    select
+        funnel_period_key as row_key,
+        'sustained_episodes' as measure,
+        sustained_episodes as value
+    from funnel
+    where sustained_episodes is not null
 
 ),
 

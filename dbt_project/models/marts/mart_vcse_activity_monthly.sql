@@ -81,7 +81,7 @@ activity_per_month as (
 final as (
 
     select
-        service_id || ':' || strftime(session_month, '%Y-%m') as service_month_key,
+        service_id || ':' || substr(cast(session_month as {{ dbt.type_string() }}), 1, 7) as service_month_key,
         service_id,
         session_month,
         sessions,

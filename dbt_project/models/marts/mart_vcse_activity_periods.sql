@@ -50,11 +50,9 @@ months as (
 
     select cast(month_series.month_start as date) as month_start
     from
-        range(
-            (select first_month from coverage),
-            (select last_month from coverage) + interval 1 month,
-            interval 1 month
-        ) as month_series (month_start)
+        {{ month_series(
+            '(select first_month from coverage)', '(select last_month from coverage)', 'month_series', 'month_start'
+        ) }}
 
 ),
 
@@ -76,14 +74,16 @@ periods as (
             and month_periods.period_end <= coverage.last_covered_date,
             false
         ) as is_complete_period,
-        strftime(date_trunc('quarter', month_periods.period_start), '%Y-%m-%d') as quarter_day,
-        strftime(
+        cast(
+            cast({{ dbt.date_trunc('quarter', 'month_periods.period_start') }} as date) as {{ dbt.type_string() }}
+        ) as quarter_day,
+        cast(
             make_date(
                 year(month_periods.period_start) - (case when month(month_periods.period_start) < 4 then 1 else 0 end),
                 4,
                 1
-            ),
-            '%Y-%m-%d'
+            )
+            as {{ dbt.type_string() }}
         ) as financial_year_day
     from month_periods
     cross join coverage
@@ -175,8 +175,8 @@ scored as (
         period_start,
         own_service_id,
         attendee_person_key,
-        arg_min(wellbeing_score, session_date) as first_score,
-        arg_max(wellbeing_score, session_date) as last_score,
+        min_by(wellbeing_score, session_date) as first_score,
+        max_by(wellbeing_score, session_date) as last_score,
         count(distinct session_date) as scored_sessions
     from in_periods
     where is_attended and wellbeing_score is not null
@@ -211,8 +211,8 @@ services as (
 final as (
 
     select
-        services.service_id || ':' || periods.period_type || ':' || strftime(periods.period_start, '%Y-%m-%d')
-            as service_period_key,
+        services.service_id || ':' || periods.period_type || ':'
+        || cast(periods.period_start as {{ dbt.type_string() }}) as service_period_key,
         services.service_id,
         periods.period_type,
         periods.period_start,
@@ -231,7 +231,7 @@ final as (
         wellbeing.mean_wellbeing_change,
         case
             when services.service_id != 'all'
-                then 'all:' || periods.period_type || ':' || strftime(periods.period_start, '%Y-%m-%d')
+                then 'all:' || periods.period_type || ':' || cast(periods.period_start as {{ dbt.type_string() }})
         end as service_total_key,
         case
             when periods.period_type = 'month'

@@ -15,18 +15,33 @@ activity as (
 
 measures as (
 
-    unpivot (
-        select
-            service_period_key,
-            service_total_key,
-            period_total_key,
-            attendances,
-            did_not_attend_rows,
-            register_rows
-        from activity
-    )
-    on attendances, did_not_attend_rows, register_rows
-    into name measure value value
+    -- one row per count that has a value (an unpivot, written as a union so that every engine runs it)
+    select
+        service_period_key,
+        service_total_key,
+        period_total_key,
+        'attendances' as measure,
+        attendances as value
+    from activity
+    where attendances is not null
+    union all
+    select
+        service_period_key,
+        service_total_key,
+        period_total_key,
+        'did_not_attend_rows' as measure,
+        did_not_attend_rows as value
+    from activity
+    where did_not_attend_rows is not null
+    union all
+    select
+        service_period_key,
+        service_total_key,
+        period_total_key,
+        'register_rows' as measure,
+        register_rows as value
+    from activity
+    where register_rows is not null
 
 ),
 

@@ -95,8 +95,8 @@ final as (
         data_dates.first_date_covered,
         data_dates.last_date_covered,
         deliveries.last_extract_date,
-        timezone('UTC', deliveries.last_file_received_at) as last_file_received_at,
-        timezone('UTC', deliveries.last_file_loaded_at) as last_file_loaded_at,
+        {{ utc_instant('deliveries.last_file_received_at') }} as last_file_received_at,
+        {{ utc_instant('deliveries.last_file_loaded_at') }} as last_file_loaded_at,
         coalesce(deliveries.files_received, 0) as files_received,
         coalesce(deliveries.files_loaded, 0) as files_loaded,
         coalesce(deliveries.senders, 0) as senders

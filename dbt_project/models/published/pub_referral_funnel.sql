@@ -35,7 +35,7 @@ joined as (
 final as (
 
     select
-        area_level || ':' || area_code || ':' || period_type || ':' || strftime(period_start, '%Y-%m-%d')
+        area_level || ':' || area_code || ':' || period_type || ':' || cast(period_start as {{ dbt.type_string() }})
             as funnel_key,
         area_level,
         area_code,

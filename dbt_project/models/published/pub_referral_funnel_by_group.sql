@@ -35,7 +35,7 @@ joined as (
 final as (
 
     select
-        breakdown || ':' || group_value || ':' || period_type || ':' || strftime(period_start, '%Y-%m-%d')
+        breakdown || ':' || group_value || ':' || period_type || ':' || cast(period_start as {{ dbt.type_string() }})
             as funnel_group_key,
         area_code,
         breakdown,

@@ -3,18 +3,20 @@
 -- Incremental (dbt_project.yml): a build takes only the raw rows written by files loaded since the
 -- last build (the ingest stamps every inserted or revised incident with its file's id, and file ids
 -- only grow) and replaces those incidents; the post-hook drops incidents no longer in raw.
-{{ config(post_hook=[
+-- On local Spark (plain Parquet tables: no delete, no merge) the table is rewritten whole from raw
+-- instead (macros/cross_engine.sql, incremental_strategy).
+{{ config(incremental_strategy=incremental_strategy(), post_hook=[delete_rows_gone_from_raw(
     "delete from {{ this }} as incidents where not exists (select 1 from "
     ~ "{{ source('raw', 'ambulance_incidents') }} as raw_incidents where "
     ~ "raw_incidents.trust_code = incidents.trust_code and raw_incidents.incident_id = incidents.incident_id)"
-]) }}
+)]) }}
 
 with
 
 ambulance_incidents as (
 
     select * from {{ source('raw', 'ambulance_incidents') }}
-    {% if is_incremental() -%}
+    {% if incremental_reads_new_files() -%}
         where file_id > (select coalesce(max(file_id), -1) from {{ this }})
     {%- endif %}
 

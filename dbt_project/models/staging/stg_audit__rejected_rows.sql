@@ -12,7 +12,8 @@ rejected_rows as (
 final as (
 
     select
-        cast(file_id as varchar) || ':' || path || ':' || cast(row_number as varchar) || ':' || field
+        cast(file_id as {{ dbt.type_string() }}) || ':' || path || ':'
+        || cast(row_number as {{ dbt.type_string() }}) || ':' || field
             as rejection_key,
         file_id,
         path as file_path,

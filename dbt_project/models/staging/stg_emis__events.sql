@@ -12,7 +12,8 @@ emis_events as (
 final as (
 
     select
-        practice_code || ':' || cast(extract_date as varchar) || ':' || cast(row_number as varchar) as event_key,
+        practice_code || ':' || cast(extract_date as {{ dbt.type_string() }}) || ':'
+        || cast(row_number as {{ dbt.type_string() }}) as event_key,
         practice_code || ':' || emis_number as patient_key,
         'emis' as gp_system,
         practice_code,

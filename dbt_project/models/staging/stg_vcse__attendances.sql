@@ -4,21 +4,23 @@
 -- Incremental (dbt_project.yml): a build takes only the raw rows written by files loaded since the
 -- last build (the ingest stamps every inserted or restated row with its file's id, and file ids
 -- only grow) and replaces those attendances; the post-hook drops attendances no longer in raw.
-{{ config(post_hook=[
+-- On local Spark (plain Parquet tables: no delete, no merge) the table is rewritten whole from raw
+-- instead (macros/cross_engine.sql, incremental_strategy).
+{{ config(incremental_strategy=incremental_strategy(), post_hook=[delete_rows_gone_from_raw(
     "delete from {{ this }} as attendances where not exists (select 1 from "
     ~ "{{ source('raw', 'vcse_attendances') }} as raw_attendances where "
     ~ "raw_attendances.service_id = attendances.service_id "
     ~ "and raw_attendances.session_date = attendances.session_date "
     ~ "and raw_attendances.activity_key = attendances.activity_key "
     ~ "and raw_attendances.attendee_key = attendances.attendee_key)"
-]) }}
+)]) }}
 
 with
 
 vcse_attendances as (
 
     select * from {{ source('raw', 'vcse_attendances') }}
-    {% if is_incremental() -%}
+    {% if incremental_reads_new_files() -%}
         where file_id > (select coalesce(max(file_id), -1) from {{ this }})
     {%- endif %}
 
@@ -27,7 +29,9 @@ vcse_attendances as (
 final as (
 
     select
-        md5(concat_ws('|', service_id, cast(session_date as varchar), activity_key, attendee_key)) as attendance_key,
+        md5(
+            concat_ws('|', service_id, cast(session_date as {{ dbt.type_string() }}), activity_key, attendee_key)
+        ) as attendance_key,
         service_id,
         session_date,
         activity_key,

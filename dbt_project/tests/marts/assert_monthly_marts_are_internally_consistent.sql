@@ -17,7 +17,7 @@ union all
 
 select
     'mart_frequent_callers_monthly' as mart,
-    cast(call_month as varchar) as row_key
+    cast(call_month as {{ dbt.type_string() }}) as row_key
 from {{ ref('mart_frequent_callers_monthly') }}
 where frequent_callers_referred_before_month > frequent_callers_referred_ever
     or frequent_callers_referred_ever > frequent_callers
