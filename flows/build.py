@@ -128,6 +128,9 @@ def invoke_dbt(arguments: list[str], home: Path):
     """Run one dbt command in-process against home's warehouse; returns dbt's own result object."""
     from dbt.cli.main import dbtRunner  # imported here: dbt's import is slow and sets up its logging
 
+    from sprx import spark_session
+
+    spark_session.enable()  # Python models on a local Spark session (a no-op without dbt-spark)
     bounds = duckdb_settings(get_settings())  # the profile reads them: dbt's connection is bounded like the others
     with _environment(SPRX_HOME=str(home), SPRX_DUCKDB_MEMORY_LIMIT=bounds["memory_limit"],
                       SPRX_DUCKDB_THREADS=bounds["threads"], SPRX_DUCKDB_TEMP_DIRECTORY=bounds["temp_directory"]), \

@@ -1,5 +1,6 @@
 """Statistics shared by the warehouse's estimation models (dbt Python models import it).
 
+`as_pandas` reads a model's input the same way on DuckDB and on Spark (docs/scale.md).
 Cluster-robust means and ratios, Student's t and chi-square tail probabilities without SciPy, the
 E-value of VanderWeele and Ding (2017). See docs/methods.md for where each is used.
 """
@@ -10,6 +11,36 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+
+def as_pandas(relation) -> pd.DataFrame:
+    """A dbt Python model's input as pandas, the same on both engines: a DuckDB relation (`.df()`) or a
+    Spark DataFrame (`.toPandas()`, whose dates, times and decimals are made DuckDB's datetime64 and
+    float64 here, so the models compute the same on either)."""
+    if not hasattr(relation, "toPandas"):
+        return relation.df()
+    from pyspark.sql import types
+
+    frame = relation.toPandas()
+    for field in relation.schema.fields:
+        if isinstance(field.dataType, (types.DateType, types.TimestampType, types.TimestampNTZType)):
+            frame[field.name] = pd.to_datetime(frame[field.name])
+        elif isinstance(field.dataType, types.DecimalType):
+            frame[field.name] = frame[field.name].astype("float64")
+    return frame
+
+
+def model_result(result: pd.DataFrame | pa.Table, session) -> pd.DataFrame | pa.Table:
+    """What a dbt Python model returns: its frame as it is on DuckDB; on Spark, a Spark DataFrame made
+    from Arrow (so an Arrow schema's types are kept, where a pandas frame's would be guessed)."""
+    if not hasattr(session, "createDataFrame"):
+        return result
+    table = result if isinstance(result, pa.Table) else pa.Table.from_pandas(result, preserve_index=False)
+    # an empty text column has no type in pandas; Spark cannot store an untyped (void) column
+    table = table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                                  for f in table.schema]))
+    return session.createDataFrame(table)
 
 
 def t_quantile(probability: float, freedom: float) -> float:

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from sprx.estimation import as_pandas, model_result
+
 SCHEMA = pa.schema([
     ("matched_comparator_key", pa.string()), ("specification", pa.string()), ("episode_key", pa.string()),
     ("person_key", pa.string()), ("index_date", pa.date32()), ("later_referral_date", pa.date32()),
@@ -115,13 +117,13 @@ def match(risk_sets: pd.DataFrame, *, quarters: int, ratio: int, caliper_sd: flo
     return kept[columns]
 
 
-def model(dbt, session) -> pa.Table:
+def model(dbt, session):
     """dbt entry point: every specification's matches in one table."""
     dbt.config(materialized="table")
     ratio = int(dbt.config.get("matching_ratio"))
     quarters = int(dbt.config.get("matching_lookback_quarters"))
     caliper_sd = float(dbt.config.get("matching_caliper_sd"))
-    risk_sets = dbt.ref("int_matching_risk_sets").df()
+    risk_sets = as_pandas(dbt.ref("int_matching_risk_sets"))
     risk_sets["index_date"] = pd.to_datetime(risk_sets["index_date"])
     risk_sets["previous_referral_date"] = pd.to_datetime(risk_sets["previous_referral_date"])
     specifications = [
@@ -149,4 +151,4 @@ def model(dbt, session) -> pa.Table:
     matched["later_referral_date"] = dates("later_referral_date")
     matched["comparator_rank"] = matched["comparator_rank"].astype("int64")
     matched["comparator_count"] = matched["comparator_count"].astype("int64")
-    return pa.Table.from_pandas(matched[SCHEMA.names], schema=SCHEMA, preserve_index=False)
+    return model_result(pa.Table.from_pandas(matched[SCHEMA.names], schema=SCHEMA, preserve_index=False), session)

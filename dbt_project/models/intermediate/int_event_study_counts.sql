@@ -175,7 +175,7 @@ unioned as (
 final as (
 
     select
-        episode_key || '|' || person_key || '|' || outcome || '|' || cast(relative_quarter as varchar)
+        episode_key || '|' || person_key || '|' || outcome || '|' || cast(relative_quarter as {{ dbt.type_string() }})
             as event_study_count_key,
         *
     from unioned

@@ -136,7 +136,7 @@ members as (
         people_observed.sex,
         people_observed.imd_quintile,
         people_observed.age_at_extract
-        + date_sub('year', people_observed.extract_date, referrals.index_date) as age_at_index
+        + {{ whole_years_between('people_observed.extract_date', 'referrals.index_date') }} as age_at_index
     from referrals
     inner join people_observed
         on referrals.matching_area_code = people_observed.{{ area_column }}

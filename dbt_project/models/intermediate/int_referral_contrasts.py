@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sprx.estimation import as_pandas, model_result
+
 KEYS = ["specification", "episode_key", "outcome", "window_days"]
 
 
@@ -84,13 +86,13 @@ def contrasts(referred: pd.DataFrame, matched: pd.DataFrame, quarters: int) -> p
     return out.reset_index()
 
 
-def model(dbt, session) -> pd.DataFrame:
+def model(dbt, session):
     """dbt entry point."""
     dbt.config(materialized="table")
     quarters = int(dbt.config.get("matching_lookback_quarters"))
-    counted = dbt.ref("int_referral_outcomes_counted").df()
-    comparators = dbt.ref("int_comparators_matched").df()
-    risk_sets = dbt.ref("int_matching_risk_sets").df()
+    counted = as_pandas(dbt.ref("int_referral_outcomes_counted"))
+    comparators = as_pandas(dbt.ref("int_comparators_matched"))
+    risk_sets = as_pandas(dbt.ref("int_matching_risk_sets"))
     covariate_columns = ["episode_key", "person_key", "age_at_index", "is_female", "imd_quintile"] + [
         f"gp_quarter_{q}" for q in range(1, quarters + 1)] + [f"calls_999_quarter_{q}" for q in range(1, quarters + 1)]
     risk_sets = risk_sets[covariate_columns]
@@ -128,12 +130,12 @@ def model(dbt, session) -> pd.DataFrame:
         for c in ("window_days", "events_before", "events_after", "events_change", "comparator_count",
                   "censored_comparator_count"):
             empty[c] = pd.Series(dtype="int64")
-        return pd.DataFrame(empty)[columns].astype({c: str for c in ("referral_contrast_key", "specification",
-                                                                     "episode_key", "outcome")})
+        return model_result(pd.DataFrame(empty)[columns].astype(
+            {c: str for c in ("referral_contrast_key", "specification", "episode_key", "outcome")}), session)
     result = pd.concat(frames, ignore_index=True)
     result["referral_contrast_key"] = (result["specification"] + "|" + result["episode_key"] + "|" + result["outcome"]
                                        + "|" + result["window_days"].astype(str))
     for column in ("window_days", "events_before", "events_after", "events_change", "comparator_count",
                    "censored_comparator_count"):
         result[column] = result[column].astype("int64")
-    return result[columns]
+    return model_result(result[columns], session)

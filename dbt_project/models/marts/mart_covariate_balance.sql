@@ -34,7 +34,7 @@ referred as (
 
     select
         risk_sets.*,
-        cast(risk_sets.imd_quintile as varchar) as referral_quintile
+        cast(risk_sets.imd_quintile as {{ dbt.type_string() }}) as referral_quintile
     from risk_sets
     where risk_sets.is_referred
 

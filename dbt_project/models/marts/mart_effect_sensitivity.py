@@ -22,14 +22,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from sprx.estimation import clustered_mean, e_value, t_quantile
+from sprx.estimation import as_pandas, model_result, clustered_mean, e_value, t_quantile
 
 
-def model(dbt, session) -> pd.DataFrame:
+def model(dbt, session):
     """dbt entry point."""
     dbt.config(materialized="table")
-    contrasts = dbt.ref("int_referral_contrasts").df()
-    facts = dbt.ref("fct_referral_outcomes").df()
+    contrasts = as_pandas(dbt.ref("int_referral_contrasts"))
+    facts = as_pandas(dbt.ref("fct_referral_outcomes"))
     target = facts[facts["is_in_target_population"]][["episode_key", "outcome", "window_days", "cluster_code"]]
     frame = contrasts.merge(target, on=["episode_key", "outcome", "window_days"])
     rows = []
@@ -71,4 +71,4 @@ def model(dbt, session) -> pd.DataFrame:
         result[column] = result[column].astype(float)
     for column in ("sensitivity_key", "specification", "outcome"):
         result[column] = result[column].astype(str)
-    return result[columns]
+    return model_result(result[columns], session)

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from sprx.estimation import chi_square_upper_tail, clustered_covariance, t_quantile
+from sprx.estimation import as_pandas, model_result, chi_square_upper_tail, clustered_covariance, t_quantile
 
 QUARTER_DAYS = 91
 
@@ -35,10 +35,10 @@ def differences(counts: pd.DataFrame) -> pd.DataFrame:
     return table.dropna()
 
 
-def model(dbt, session) -> pd.DataFrame:
+def model(dbt, session):
     """dbt entry point."""
     dbt.config(materialized="table")
-    counts = dbt.ref("int_event_study_counts").df()
+    counts = as_pandas(dbt.ref("int_event_study_counts"))
     rows = []
     for outcome in ("gp_consultations", "calls_999"):
         subset = counts[counts["outcome"] == outcome]
@@ -78,4 +78,4 @@ def model(dbt, session) -> pd.DataFrame:
         result[column] = result[column].astype(float)
     result["outcome"] = result["outcome"].astype(str)
     result["event_study_key"] = result["event_study_key"].astype(str)
-    return result
+    return model_result(result, session)

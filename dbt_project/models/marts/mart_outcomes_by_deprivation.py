@@ -25,7 +25,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from sprx.estimation import chi_square_upper_tail, clustered_mean, t_quantile, wald_ratio
+from sprx.estimation import as_pandas, model_result, chi_square_upper_tail, clustered_mean, t_quantile, wald_ratio
 
 
 def summarise(group: pd.DataFrame) -> dict:
@@ -63,10 +63,10 @@ def summarise(group: pd.DataFrame) -> dict:
     }
 
 
-def model(dbt, session) -> pd.DataFrame:
+def model(dbt, session):
     """dbt entry point."""
     dbt.config(materialized="table")
-    facts = dbt.ref("fct_referral_outcomes").df()
+    facts = as_pandas(dbt.ref("fct_referral_outcomes"))
     rows = []
     for (outcome, window), frame in facts.groupby(["outcome", "window_days"], sort=True):
         quintile_rows = []
@@ -110,4 +110,4 @@ def model(dbt, session) -> pd.DataFrame:
         "matched_cluster_count", "window_days", "imd_heterogeneity_degrees_of_freedom")]
     for column in float_columns:
         result[column] = result[column].astype(float).replace([np.inf, -np.inf], np.nan)
-    return result[columns]
+    return model_result(result[columns], session)
