@@ -21,8 +21,9 @@ replaced by one pointing at the new release. ``published/analytics.duckdb``, ``p
 ``report`` and ``manifest.json`` are fixed symlinks through ``current``, so every path analysts use
 switches to the new release at the same instant: a kill at any point leaves either the old release or
 the new one whole, never a mix. An analyst's connection that is already open keeps reading the file it
-opened. Leftovers of a killed publish (a half-written release, a previous release) are removed by the
-next publish.
+opened. The release before the current one stays until the next publish (a reader that resolved the
+old path an instant before the swap still opens it); leftovers of a killed publish (a half-written
+release, older releases) are removed by the next publish.
 
 Before the swap the new copy is checked: every integer column is 0, redacted (null) or a multiple of
 the rounding base above the disclosure threshold, unless its description says it is an organisational
@@ -428,17 +429,24 @@ def swap_release(staging: Path, published: Path, summary: PublishSummary, build:
     # first, so that even the first swap (or one from the pre-release layout) never mixes two copies.
     for entry in RELEASE_ENTRIES:
         _point(published / entry, f"current/{entry}")
-    _point(published / "current", f"releases/{summary.release}")  # the swap: one rename
-    clear_leftovers(published)
+    current = published / "current"
+    previous = os.readlink(current) if current.is_symlink() else None
+    _point(current, f"releases/{summary.release}")  # the swap: one rename
+    clear_leftovers(published, previous)
 
 
-def clear_leftovers(published: Path) -> None:
-    """Remove what a killed publish left: half-written releases, releases no longer current, old-layout files."""
+def clear_leftovers(published: Path, previous: str | None = None) -> None:
+    """Remove what a killed publish left (half-written releases, old-layout files) and every release but the
+    current one and `previous`, the one the swap just replaced.
+
+    That one stays until the next publish: a reader that resolved `analytics.duckdb` through `current` an
+    instant before the swap opens that release's file after it, and must still find it (the fault suite's
+    reader, opening the copy afresh for each query, once did not)."""
     current = os.readlink(published / "current") if (published / "current").is_symlink() else None
     releases = published / "releases"
     if releases.is_dir():
         for path in releases.iterdir():
-            if f"releases/{path.name}" != current:
+            if f"releases/{path.name}" not in (current, previous):
                 shutil.rmtree(path, ignore_errors=True)
     for path in published.iterdir():
         if path.name.startswith((".release-", ".staging-", ".previous-", ".link-")):

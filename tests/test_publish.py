@@ -280,8 +280,34 @@ def test_finding_9_a_kill_anywhere_in_publish_leaves_one_whole_copy_and_the_next
     publish()
     assert_published_copy_is_whole(published)
     assert release_entries(published) == LAYOUT
-    assert len(list((published / "releases").iterdir())) == 1
+    # the current release and the one it replaced (kept for readers until the next publish); nothing else
+    releases = {f"releases/{path.name}" for path in (published / "releases").iterdir()}
+    assert len(releases) == 2 and os.readlink(published / "current") in releases
     assert json.loads((published / "manifest.json").read_text())["tables"] == {"pub_counts": 1, "pub_more": 1}
+
+
+def test_a_reader_that_resolved_the_copy_before_a_swap_still_opens_it_until_the_next_publish(
+        tmp_path, monkeypatch, prefect_harness):
+    # The fault suite's reader, opening analytics.duckdb afresh for each query, once found the release it
+    # had resolved an instant before the swap already deleted. The replaced release now stays one publish.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SPRX_HOME", str(home))
+    make_warehouse(home / "warehouse.duckdb")
+    record_completed_build(home / "warehouse.duckdb")
+    published = home / "published"
+    publish()
+    resolved = Path(os.path.realpath(published / ANALYTICS_FILE))  # what a reader's open resolved
+    with duckdb.connect(str(home / "warehouse.duckdb")) as connection:
+        connection.execute("create table published.pub_more as select cast(15 as bigint) as people")
+    publish()
+    assert Path(os.path.realpath(published / ANALYTICS_FILE)) != resolved
+    with duckdb.connect(str(resolved), read_only=True) as connection:  # the old copy, whole
+        assert connection.execute("select count(*) from information_schema.tables").fetchone()[0] == 1
+    assert_published_copy_is_whole(published)
+    publish()
+    assert not resolved.exists()  # gone at the next publish
+    assert len(list((published / "releases").iterdir())) == 2
 
 
 def test_a_table_left_by_a_removed_model_is_not_published(tmp_path):
