@@ -205,7 +205,7 @@ def ingested_slice(tmp_path_factory, prefect_harness) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if path.is_dir() else shutil.copy2)(path, target)
     # the same bytes under a later name; a truncated later EMIS export (held); a file with a bad name
-    shutil.copy2(landing / "ambulance/ambulance_RX7_20250103.csv", landing / "ambulance/ambulance_RX7_20250105.csv")
+    shutil.copy2(landing / "ambulance/ambulance_RX7_20250107.csv", landing / "ambulance/ambulance_RX7_20250109.csv")
     newest = (landing / "gp/emis/emis_P91004_20261031.csv").read_text(encoding="utf-8").splitlines()
     (landing / "gp/emis/emis_P91004_20261107.csv").write_text("\n".join(newest[:60]) + "\n", encoding="utf-8")
     (landing / "ambulance/ambulance_20250110.csv").write_text("incident_id\n1\n")

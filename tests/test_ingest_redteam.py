@@ -24,7 +24,7 @@ from sprx.readers import ambulance as ambulance_source
 from sprx.settings import SAMPLE_FEEDS_DIR
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-AMBULANCE = "ambulance_RX7_20241108.csv"
+AMBULANCE = "ambulance_RX7_20241105.csv"
 
 
 def query(home: Path, sql: str, parameters: list | None = None) -> list[tuple]:

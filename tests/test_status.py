@@ -31,12 +31,12 @@ NOW = dt.datetime(2026, 11, 20, 12, 0)
 # When each slice of the sample feeds "arrived": EMIS P91004 has been silent for 19 days.
 ARRIVALS = {
     "gp/emis/emis_P91004_*": dt.datetime(2026, 11, 1, 2, 0),
-    "gp/systmone/systmone_P91006_2024*": dt.datetime(2026, 11, 19, 2, 0),
+    "gp/systmone/systmone_P91006_20240*": dt.datetime(2026, 11, 19, 2, 0),
     "ambulance/ambulance_RX7_202501*": dt.datetime(2026, 11, 16, 6, 0),
     "vcse/trafford-walking-for-health/january-2025-register.csv": dt.datetime(2026, 11, 2, 9, 0),
 }
 HELD = "gp/emis/emis_P91004_20261107.csv"
-SECOND_RUN = "gp/systmone/systmone_P91006_20250124.zip"
+SECOND_RUN = "gp/systmone/systmone_P91006_20241001.zip"  # the delivery after the first run's last
 FEED_KEYS = {
     "source", "organisation", "last_received_at", "last_received_file", "last_received_status", "last_loaded_at",
     "last_loaded_file", "latest_extract_date", "data_received_at", "last_run", "held_files", "expected_every_days",

@@ -84,15 +84,15 @@ def rejected(result: Validated) -> set[tuple[int, str]]:
         # EMIS: bad check digits on every row of two patients (filled down), impossible dates, unknown categories.
         "gp/emis/emis_P91007_20251031.csv",
         # SystmOne .zip: bad NHS numbers in SRPatient, impossible DateStart and unknown Status in SRAppointment.
-        "gp/systmone/systmone_P91003_20241101.zip",
-        # SystmOne folder (not a .zip) with one impossible DateStart among 200 appointments.
-        "gp/systmone/systmone_P91003_20241129",
+        "gp/systmone/systmone_P91006_20221101.zip",
+        # SystmOne folder (not a .zip) with an impossible DateStart and an unknown Status among its appointments.
+        "gp/systmone/systmone_P91003_20240220",
         # Ambulance: unknown call outcomes and impossible dates of birth.
-        "ambulance/ambulance_RX7_20250131.csv",
-        # VCSE .xlsx with Excel date cells and a bad NHS number.
-        "vcse/age-uk-trafford-lunch-club/Lunch club june 2025.xlsx",
-        # VCSE CSV with semicolons, a BOM and a bad NHS number.
-        "vcse/partington-men-in-sheds/sheds_2026_09.csv",
+        "ambulance/ambulance_RX7_20240716.csv",
+        # VCSE .xlsx with Excel date cells and an attendance mark that is not one of the allowed ones.
+        "vcse/age-uk-trafford-lunch-club/Lunch club november 2024.xlsx",
+        # VCSE CSV with semicolons, a BOM and an attendance mark that is not one of the allowed ones.
+        "vcse/partington-men-in-sheds/sheds_2025_12.csv",
     ],
 )
 def test_rejections_are_exactly_the_injected_faults(file: str) -> None:
