@@ -37,7 +37,7 @@ SLICE = (
     "gp/emis/emis_P91004_*",
     "gp/systmone/systmone_P91006_2024*",
     "ambulance/ambulance_RX7_202501*",
-    "vcse/trafford-walking-for-health/january-2025-*",
+    "vcse/trafford-walking-for-health/december-2022-*",  # a register and its corrected copy
     "vcse/age-uk-trafford-lunch-club/Lunch club january 2025.xlsx",
 )
 # Columns whose values depend on when a run found a file or ran, not on what the files hold.
@@ -406,7 +406,7 @@ def reader_case(homes: Homes, api_url: str, tmp_path: Path) -> None:
     reference = homes.reference
     home = tmp_path / "home"
     shutil.copytree(reference[0], home, symlinks=True)  # published/ as a publish leaves it: symlinks
-    extra = SAMPLE_FEEDS_DIR / "ambulance" / "ambulance_RX7_20250207.csv"
+    extra = SAMPLE_FEEDS_DIR / "ambulance" / "ambulance_RX7_20250204.csv"
     shutil.copy2(extra, home / "landing" / "ambulance" / extra.name)
     # a reader that holds the published copy open all along, and one that opens it afresh for each query
     with published_readers(home / "published" / "analytics.duckdb", tmp_path, PUBLISHED_TABLES_QUERY) as reports:
