@@ -6,6 +6,8 @@
 #   make test-faults  the fault-injection suite (tests/faults), about 29 CPU-minutes; CI runs it after make test
 #   make test-spark   the same dbt project on a local Apache Spark (its own .venv-spark, Java 17 from
 #               Debian), equal answers to DuckDB's on the sample (tests/spark), about 8 minutes; CI runs it
+#   make test-method  the effect estimate against truth.json on a generated 20,000-person ICS, with
+#               balance, event study and engagement checks (tests/dbt/test_method.py), about 4 minutes; CI runs it
 # Every install takes the exact versions in requirements.lock / requirements-test.lock (and
 # requirements-spark.lock for .venv-spark); `make lock` recompiles all three from pyproject.toml.
 PYTHON ?= python3
@@ -99,7 +101,7 @@ test: install-test browser axe
 test-faults: install-test
 	$(BIN)/python -m pytest tests/faults -m faults
 
-# The effect estimate against truth.json on a generated 20,000-person ICS (several minutes).
+# The effect estimate against truth.json on a generated 20,000-person ICS (about 4 minutes).
 test-method: install-test
 	$(BIN)/python -m pytest -m method tests/dbt/test_method.py
 

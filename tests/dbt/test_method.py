@@ -4,8 +4,9 @@ A session fixture generates a synthetic ICS (not committed), ingests it into its
 builds the warehouse; the overall effect rows of marts.mart_outcomes_by_deprivation are compared
 with truth.json's intention-to-treat estimands, with a tolerance tighter than the 95% interval of
 the method this replaced (which recovered 29-69% of the true GP effect at 50,000 people), and the
-matched comparison is checked for balance. It takes several minutes on a 2-core machine, so it is
-marked `method` and left out of the default suite (see pyproject.toml).
+matched comparison is checked for balance. It takes about three and a half minutes on a quiet 2-core
+machine, so it is marked `method` and left out of the default suite (see pyproject.toml); CI runs it
+(`make test-method`).
 """
 
 from __future__ import annotations
@@ -63,9 +64,11 @@ def test_matched_estimate_recovers_the_true_gp_effect(generated, window_days: in
                matched_difference_in_differences, matched_ci_lower, matched_ci_upper
         from marts.mart_outcomes_by_deprivation
         where outcome = 'gp_consultations' and window_days = ? and imd_quintile = 'all'""", [window_days])
-    # the warehouse finds the estimand's population, and keeps nearly all of it in the matched analysis
+    # the warehouse finds the estimand's population, and keeps most of it in the matched analysis: with new
+    # users only (comparators never referred before), about one referral in ten finds nobody within the
+    # caliper (seed 7: 411 of 459, 369 of 409, 250 of 280 at 90, 180, 365 days)
     assert abs(target - expected["referrals"]) <= max(3, 0.02 * expected["referrals"])
-    assert matched >= 0.9 * target
+    assert matched >= 0.85 * target
     truth_itt = expected["itt_change_per_referral"]
     assert abs(estimate - truth_itt) <= TOLERANCE[window_days], (
         f"matched {estimate:.3f} [{lower:.3f}, {upper:.3f}] vs truth {truth_itt}")

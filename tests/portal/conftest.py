@@ -40,8 +40,9 @@ BAD_CSV = (
 BAD_PROBLEMS = {(3, "Attended"), (4, "Date"), (4, "NHS Number"), (5, "Wellbeing"), (7, "Whole row")}
 
 
-# The sample's walking-group register for April 2026 (issue 14's case), saved by Excel on Windows.
-REGISTER = SAMPLE_FEEDS_DIR / "vcse" / "trafford-walking-for-health" / "april-2026-register.csv"
+# The sample's walking-group register for April 2025 (issue 14's case), saved by Excel on Windows: a clean
+# sheet (no injected fault in truth.json) every row of which names a person, so it is accepted as it is.
+REGISTER = SAMPLE_FEEDS_DIR / "vcse" / "trafford-walking-for-health" / "april-2025-register.csv"
 ENCODING = "cp1252"
 # Who services are told to contact, in the portals these tests make.
 CONTACT = "Trafford data team, sprx-help@example.nhs.uk, 0161 000 0000"

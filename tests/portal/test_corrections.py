@@ -1,10 +1,11 @@
 """A corrected sheet never counts a month twice, even when none of its rows can be linked to a person.
 
-The case from issue 14: the sample's walking-group register for April 2026 is loaded, then the same
-sheet is sent again with its date of birth heading misspelt ("Date of Brith"). Without a date of
-birth no row links to a person, so the rows cannot be matched person by person; the replacement key
-is the session (service, session date, activity), and the second sheet replaces the April sessions
-whole. Expected counts are read from the sample file itself, never written down here.
+The case from issue 14: the sample's walking-group register for April (April 2025, a sheet with no
+injected fault) is loaded, then the same sheet is sent again with its date of birth heading misspelt
+("Date of Brith"). Without a date of birth no row links to a person, so the rows cannot be matched
+person by person; the replacement key is the session (service, session date, activity), and the
+second sheet replaces the April sessions whole. Expected counts are read from the sample file itself,
+never written down here.
 """
 
 from __future__ import annotations
@@ -60,11 +61,11 @@ def land(home: Path, name: str, content: bytes) -> Path:
 
 
 def april(home: Path, service: str = SERVICE) -> dict[str, int]:
-    """April 2026 in raw.vcse_attendances: rows, attended rows and linkable rows."""
+    """April 2025 in raw.vcse_attendances: rows, attended rows and linkable rows."""
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as connection:
         rows, attended, linkable = connection.execute(
             "select count(*), count(*) filter (where attended), count(*) filter (where is_linkable) "
-            "from raw.vcse_attendances where service_id = ? and date_trunc('month', session_date) = date '2026-04-01'",
+            "from raw.vcse_attendances where service_id = ? and date_trunc('month', session_date) = date '2025-04-01'",
             [service]).fetchone()
     return {"rows": rows, "attended": attended, "linkable": linkable}
 
@@ -86,11 +87,11 @@ def test_the_date_of_brith_sheet_after_the_good_one_leaves_april_as_it_was(sprx_
     land(sprx_home, REGISTER.name, GOOD)
     ingest(sources=("vcse",))
     assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": rows}
-    land(sprx_home, "april-2026-register-again.csv", BRITH)
+    land(sprx_home, "april-2025-register-again.csv", BRITH)
     ingest(sources=("vcse",))
     # the corrected sheet replaced April's sessions whole: no month counted twice
     assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": 0}
-    status, message = file_message(sprx_home, "april-2026-register-again.csv")
+    status, message = file_message(sprx_home, "april-2025-register-again.csv")
     assert status == "loaded"
     # the cause and the fix are said, in the sheet's own words
     assert "'Date of Brith' (cell E3) was not used: did you mean 'Date of Birth'?" in message
@@ -101,7 +102,7 @@ def test_the_date_of_brith_sheet_after_the_good_one_leaves_april_as_it_was(sprx_
 def test_the_sheet_received_later_wins_whichever_it_is(sprx_home: Path) -> None:
     """The misspelt sheet first, then the good one in a later run: the good one restates April whole."""
     rows, attended, _ = register_counts(GOOD)
-    land(sprx_home, "april-2026-register-again.csv", BRITH)
+    land(sprx_home, "april-2025-register-again.csv", BRITH)
     ingest(sources=("vcse",))
     assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": 0}
     land(sprx_home, REGISTER.name, GOOD)
@@ -122,7 +123,7 @@ def test_a_corrected_sheet_that_drops_a_row_removes_it_and_leaves_sessions_it_om
     rows, _, _ = register_counts(GOOD)
     land(sprx_home, REGISTER.name, GOOD)
     ingest(sources=("vcse",))
-    land(sprx_home, "april-2026-register-fixed.csv", fewer)
+    land(sprx_home, "april-2025-register-fixed.csv", fewer)
     ingest(sources=("vcse",))
     assert april(sprx_home)["rows"] == rows - 1  # only the row dropped from a restated session is gone
 
@@ -134,11 +135,11 @@ def test_through_the_portal_the_date_of_brith_sheet_after_the_good_one_leaves_ap
     portal = make_portal(sprx_home)
     service = "walks"
     rows, attended, _ = register_counts(GOOD)
-    good = portal.api_upload("april-2026-register.csv", GOOD).json()
+    good = portal.api_upload("april-2025-register.csv", GOOD).json()
     assert good["verdict"] == "accepted"
     ingest(sources=("vcse",))
     assert april(sprx_home, service)["attended"] == attended
-    brith = portal.api_upload("april-2026-register (2).csv", BRITH).json()
+    brith = portal.api_upload("april-2025-register (2).csv", BRITH).json()
     assert brith["verdict"] == "needs_confirmation"
     headers = {"Authorization": f"Bearer {portal.credential_a}"}
     answer = portal.client.post(f"/api/uploads/{brith['upload_id']}/headings",
@@ -153,10 +154,10 @@ def test_through_the_portal_the_date_of_brith_sheet_after_the_good_one_leaves_ap
 def test_a_sheet_dropped_in_landing_uses_the_headings_the_service_confirmed(sprx_home: Path) -> None:
     rows, attended, _ = register_counts(GOOD)
     remember_headings(sprx_home, SERVICE, {"Date of Brith": "date_of_birth"}, confirmed_by="test")
-    land(sprx_home, "april-2026-register.csv", BRITH)
+    land(sprx_home, "april-2025-register.csv", BRITH)
     ingest(sources=("vcse",))
     assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": rows}
-    status, message = file_message(sprx_home, "april-2026-register.csv")
+    status, message = file_message(sprx_home, "april-2025-register.csv")
     assert status == "loaded" and "Brith" not in message
 
 
@@ -164,7 +165,7 @@ def test_a_sheet_the_pipeline_already_holds_is_already_received_on_the_portal(sp
     land(sprx_home, REGISTER.name, GOOD)  # the data team dropped it in landing/ before
     ingest(sources=("vcse",))
     portal = make_portal(sprx_home)
-    body = portal.api_upload("april-2026-register.csv", GOOD).json()
+    body = portal.api_upload("april-2025-register.csv", GOOD).json()
     assert body["verdict"] == "duplicate" and not body["queued_for_loading"]
     assert body["message"].startswith("Already received")
     assert not any(path.name.startswith("portal-") for path in portal.landing_files())

@@ -83,7 +83,7 @@ def no_sideways_scroll(page) -> bool:
 def test_1_a_misspelt_heading_is_asked_about_and_the_answer_remembered(volunteer: Watched) -> None:
     page = volunteer.page
     brith = misspelt(REGISTER.read_bytes(), "DOB", "Date of Brith")
-    volunteer.upload("april-2026-register.csv", brith)
+    volunteer.upload("april-2025-register.csv", brith)
     assert page.get_by_role("heading", level=1).inner_text() == "Please check your headings"
     question = page.locator("fieldset legend").inner_text()
     assert question == "Cell E3 says “Date of Brith”. Did you mean Date of Birth?"
@@ -103,7 +103,7 @@ def test_1_a_misspelt_heading_is_asked_about_and_the_answer_remembered(volunteer
     check_accessibility(page)
     shot(volunteer, "1-heading-confirmed")
     # remembered: the same heading next month is read without a question
-    volunteer.upload("march-2026-register.csv", brith.replace(b"/04/", b"/03/"))
+    volunteer.upload("march-2025-register.csv", brith.replace(b"/04/", b"/03/"))
     assert page.get_by_role("heading", level=1).inner_text() == "Accepted"
 
 
@@ -125,7 +125,7 @@ def test_2_a_row_with_no_names_is_accepted_with_a_word_that_it_cannot_be_followe
 def test_3_a_misspelt_required_heading_shows_the_heading_found_the_match_and_where_to_get_help(
         volunteer: Watched) -> None:
     page = volunteer.page
-    volunteer.upload("april-2026-register.csv", misspelt(REGISTER.read_bytes(), "Attended", "Atended"))
+    volunteer.upload("april-2025-register.csv", misspelt(REGISTER.read_bytes(), "Attended", "Atended"))
     message = page.locator("#verdict-message").inner_text()
     assert "no 'Attended' column" in message and "'Atended' in cell F3" in message
     assert page.locator("fieldset legend").inner_text() == "Cell F3 says “Atended”. Did you mean Attended?"
