@@ -61,16 +61,21 @@ def _features(frame: pd.DataFrame, quarters: int) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 25) -> np.ndarray:
-    """Coefficients of a logistic regression by Newton-Raphson, with a small ridge for stability."""
+def _fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
+                  iterations: int = 25) -> np.ndarray:
+    """Coefficients of a (weighted) logistic regression by Newton-Raphson, with a small ridge for stability.
+
+    The weights are the risk set's sampling weights (int_matching_risk_sets: a drawn candidate stands for
+    1 / its chance of being drawn), so the model is the one the whole risk set would give."""
+    w = np.ones(len(y)) if weights is None else weights
     beta = np.zeros(x.shape[1])
     ridge = 1e-4 * np.eye(x.shape[1])
     ridge[0, 0] = 0.0
     for _ in range(iterations):
         eta = np.clip(x @ beta, -30, 30)
         p = 1.0 / (1.0 + np.exp(-eta))
-        gradient = x.T @ (y - p) - ridge @ beta
-        hessian = (x * (p * (1 - p))[:, None]).T @ x + ridge
+        gradient = x.T @ (w * (y - p)) - ridge @ beta
+        hessian = (x * (w * p * (1 - p))[:, None]).T @ x + ridge
         step = np.linalg.solve(hessian, gradient)
         beta += step
         if np.max(np.abs(step)) < 1e-8:
@@ -101,9 +106,13 @@ def match(risk_sets: pd.DataFrame, *, quarters: int, ratio: int, caliper_sd: flo
         return _empty(columns)
     x = _features(frame, quarters)
     y = frame["is_referred"].to_numpy(dtype=float)
-    logit = x @ _fit_logistic(x, y)
+    weights = (frame["sampling_weight"].to_numpy(dtype=float) if "sampling_weight" in frame
+               else np.ones(len(frame)))
+    logit = x @ _fit_logistic(x, y, weights)
     frame = frame.assign(logit=logit)
-    caliper = caliper_sd * float(np.std(logit))
+    # the caliper: caliper_sd standard deviations of the logit over the whole risk set (weighted back)
+    mean = float(np.average(logit, weights=weights))
+    caliper = caliper_sd * float(np.sqrt(np.average((logit - mean) ** 2, weights=weights)))
     referred = frame.loc[frame["is_referred"], ["episode_key", "logit"]].rename(columns={"logit": "referred_logit"})
     candidates = frame[~frame["is_referred"]].merge(referred, on="episode_key")
     candidates["logit_distance"] = (candidates["logit"] - candidates["referred_logit"]).abs()

@@ -15,12 +15,19 @@
 -- Covariates: attended GP consultations and linked 999 calls in each quarter q = 1..8 before the
 -- index date ([index - 91q, index - 91(q - 1))), age in whole years at the index date, female, and
 -- IMD quintile.
+-- Bounded: a referral's candidates are drawn at random (md5 of episode and person key) with the
+-- probability matching_candidates_per_referral / (people of its area and sex), at most 1, so a
+-- risk set holds about that many candidates however large the practice (an ICS of 1.5 M people
+-- has 861.6 M referral x same-practice, same-sex pairs a year; benchmarks/README.md). Each member
+-- carries sampling_weight, the inverse of its chance of being drawn (1 for the referred person and
+-- wherever every candidate is kept), which the propensity model and the balance table weight by.
 
 {%- set quarter_days = var('matching_quarter_days') %}
 {%- set quarters = var('matching_lookback_quarters') %}
 {%- set lookback_days = quarter_days * quarters %}
 {%- set washout_days = var('matching_washout_days') %}
 {%- set area_column = 'pcn_code' if var('matching_area') == 'pcn' else 'practice_code' %}
+{%- set candidates_per_referral = var('matching_candidates_per_referral') %}
 
 with
 
@@ -95,6 +102,20 @@ people_observed as (
 
 ),
 
+-- People per area and sex: how many candidates a referral's draw is taken from (at most).
+strata as (
+
+    select
+        {{ area_column }} as matching_area_code,
+        sex,
+        count(*) as stratum_people,
+        least(1.0, {{ candidates_per_referral }} / count(*)) as draw_share
+    from people_observed
+    where {{ area_column }} is not null
+    group by {{ area_column }}, sex
+
+),
+
 referrals as (
 
     select
@@ -136,12 +157,25 @@ members as (
         people_observed.sex,
         people_observed.imd_quintile,
         people_observed.age_at_extract
-        + {{ whole_years_between('people_observed.extract_date', 'referrals.index_date') }} as age_at_index
+        + {{ whole_years_between('people_observed.extract_date', 'referrals.index_date') }} as age_at_index,
+        case
+            when people_observed.person_key = referrals.person_key then 1.0
+            else 1.0 / strata.draw_share
+        end as sampling_weight
     from referrals
+    inner join strata
+        on referrals.matching_area_code = strata.matching_area_code
+        and referrals.sex = strata.sex
     inner join people_observed
         on referrals.matching_area_code = people_observed.{{ area_column }}
         and referrals.sex = people_observed.sex
-    where people_observed.history_observed_from_date
+    where (
+            people_observed.person_key = referrals.person_key
+            or strata.draw_share >= 1.0
+            or substr(md5(referrals.episode_key || '|' || people_observed.person_key), 1, 8)
+            < lower(lpad(hex(cast(floor(4294967296.0 * strata.draw_share) as bigint)), 8, '0'))
+        )
+        and people_observed.history_observed_from_date
         <= cast({{ dbt.dateadd('day', -lookback_days, 'referrals.index_date') }} as date)
         and people_observed.history_observed_to_date >= referrals.index_date
         and (
@@ -251,6 +285,7 @@ final as (
         members_aged.index_date,
         members_aged.matching_area_code,
         members_aged.is_referred,
+        members_aged.sampling_weight,
         later_referrals.later_referral_date,
         previous_referrals.previous_referral_date,
         members_aged.age_at_index,

@@ -1,7 +1,8 @@
 -- One row per covariate x IMD quintile (plus `all`): how far the referred people are from the
 -- people they could have been compared with, before matching, and from their matched comparators,
 -- after (the primary specification of int_comparators_matched). Before: every eligible referral's
--- referred person against every candidate of its risk set (int_matching_risk_sets). After: the
+-- referred person against every candidate of its risk set (int_matching_risk_sets; drawn candidates
+-- weighted by their sampling_weight, so it is the whole risk set). After: the
 -- matched referrals against their comparators, each referral's comparators weighted to 1.
 -- Standardised mean difference (SMD) = (referred mean - comparator mean) / pooled standard
 -- deviation before matching, sqrt((referred variance + candidate variance) / 2), the same
@@ -58,7 +59,7 @@ members as (
     select
         referred.referral_quintile,
         'candidate' as member_role,
-        cast(1.0 as double) as member_weight,
+        cast(risk_sets.sampling_weight as double) as member_weight,  -- a drawn candidate stands for 1 / its chance
         false as is_matched,
         {% for covariate in covariates -%}
             cast(risk_sets.{{ covariate }} as double) as {{ covariate }}{% if not loop.last %},{% endif %}
@@ -128,8 +129,14 @@ summarised as (
         count(case when member_role = 'candidate' then 1 end) as candidate_count,
         avg(case when member_role = 'referred' then covariate_value end) as referred_mean_before,
         var_samp(case when member_role = 'referred' then covariate_value end) as referred_variance,
-        avg(case when member_role = 'candidate' then covariate_value end) as candidate_mean,
-        var_samp(case when member_role = 'candidate' then covariate_value end) as candidate_variance,
+        -- the whole risk set's mean and (frequency-weighted sample) variance, from its drawn candidates
+        sum(case when member_role = 'candidate' then member_weight * covariate_value end)
+        / nullif(sum(case when member_role = 'candidate' then member_weight end), 0) as candidate_mean,
+        (
+            sum(case when member_role = 'candidate' then member_weight * covariate_value * covariate_value end)
+            - power(sum(case when member_role = 'candidate' then member_weight * covariate_value end), 2)
+            / nullif(sum(case when member_role = 'candidate' then member_weight end), 0)
+        ) / nullif(sum(case when member_role = 'candidate' then member_weight end) - 1, 0) as candidate_variance,
         avg(case when member_role = 'referred' and is_matched then covariate_value end) as referred_mean_after,
         sum(case when member_role = 'comparator' then member_weight * covariate_value end)
         / nullif(sum(case when member_role = 'comparator' then member_weight end), 0) as comparator_mean_after
