@@ -56,7 +56,7 @@ def parse_seeds(text: str) -> list[int]:
     return [int(part) for part in text.split(",")]
 
 
-def run_seed(seed: int, people: int, systmone_every: int, work: Path) -> dict:
+def run_seed(seed: int, people: int, systmone_every: int, work: Path, dbt_vars: str | None = None) -> dict:
     """Generate, ingest and build one seed; return the truth beside the warehouse's estimates."""
     feeds, home = work / f"feeds-{seed}", work / f"home-{seed}"
     for folder in (feeds, home):
@@ -75,6 +75,8 @@ def run_seed(seed: int, people: int, systmone_every: int, work: Path) -> dict:
             shutil.move(str(child), home / "landing" / child.name)
     dbt = [str(BIN / "dbt"), "build", "--select", "+mart_outcomes_by_deprivation", "--exclude", "resource_type:test",
            "resource_type:unit_test", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    if dbt_vars:  # a sensitivity run: e.g. '{matching_candidates_per_referral: 1000000}' keeps every candidate
+        dbt += ["--vars", dbt_vars]
     for command in ([str(BIN / "sprx"), "ingest"], dbt):
         completed = subprocess.run(command, env=env, capture_output=True, text=True)
         if completed.returncode != 0:
@@ -160,6 +162,7 @@ def main() -> int:
                         help="days between SystmOne deltas (91 keeps the study's ingest short)")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "method")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--dbt-vars", help="dbt --vars for the build (YAML), e.g. a sensitivity run's settings")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.jsonl"
@@ -171,7 +174,7 @@ def main() -> int:
             for seed in parse_seeds(args.seeds):
                 if seed in done:
                     continue
-                result = run_seed(seed, args.people, args.systmone_every, Path(work))
+                result = run_seed(seed, args.people, args.systmone_every, Path(work), args.dbt_vars)
                 with open(results_path, "a", encoding="utf-8") as out:
                     out.write(json.dumps(result) + "\n")
                 print(f"seed {seed}: {result['seconds']} s", flush=True)
@@ -179,7 +182,8 @@ def main() -> int:
     results = [r for r in results if r["people"] == args.people]
     table = summarise(results)
     print(table)
-    write_readme(table, results, args.people)
+    if args.dbt_vars is None:  # a sensitivity run's table is printed, not put in place of the study's
+        write_readme(table, results, args.people)
     return 0
 
 
