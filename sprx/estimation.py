@@ -31,6 +31,19 @@ def as_pandas(relation) -> pd.DataFrame:
     return frame
 
 
+def group_sizes(relation, column: str) -> dict[str, int]:
+    """Rows of a dbt Python model's input per value of one column, on DuckDB or Spark."""
+    if hasattr(relation, "groupBy"):
+        return {row[column]: int(row["count"]) for row in relation.groupBy(column).count().collect()}
+    return {value: int(rows) for value, rows in relation.aggregate(f"{column}, count(*)", column).fetchall()}
+
+
+def rows_where(relation, column: str, value: str) -> pd.DataFrame:
+    """The rows of a dbt Python model's input whose `column` equals `value`, as pandas (`as_pandas`)."""
+    literal = "'" + str(value).replace("'", "''") + "'"
+    return as_pandas(relation.filter(f"{column} = {literal}"))
+
+
 def model_result(result: pd.DataFrame | pa.Table, session) -> pd.DataFrame | pa.Table:
     """What a dbt Python model returns: its frame as it is on DuckDB; on Spark, a Spark DataFrame made
     from Arrow (so an Arrow schema's types are kept, where a pandas frame's would be guessed)."""

@@ -10,6 +10,13 @@ caliper has no comparators (and leaves the matched analysis, which counts it). S
 replacement across referrals: one person can be a comparator for several referrals, each at that
 referral's index date. Ties are broken by person key, so a build is deterministic.
 
+Bounded memory: risk sets of more than `matching_fit_rows` rows in all (about 10 M at 150,000 people
+with the default draw of 1,500 candidates per referral) are not held at once. The models are fitted on
+a weighted draw of about that many rows (every referred person; each candidate with one chance in
+rows / matching_fit_rows, by a hash of its key, its sampling weight scaled up to match), which is all
+a model of some twenty coefficients needs; each matching area's risk sets are then read in turn and
+its referrals matched against every member, so memory follows the largest area, not the ICS.
+
 Covariates: log(1 + attended GP consultations) in each of the `lookback_quarters` quarters before
 the index date, log(1 + linked 999 calls) in the four quarters before it and in the four before
 those, age and its square, under 18, 65 or over, female, IMD quintile (unknown as its own level)
@@ -30,7 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sprx.estimation import as_pandas, model_result
+from sprx.estimation import as_pandas, group_sizes, model_result, rows_where
 
 SCHEMA = pa.schema([
     ("matched_comparator_key", pa.string()), ("specification", pa.string()), ("episode_key", pa.string()),
@@ -40,8 +47,8 @@ SCHEMA = pa.schema([
 ])
 
 
-def _features(frame: pd.DataFrame, quarters: int) -> np.ndarray:
-    """The design matrix of the propensity model (intercept first)."""
+def _design(frame: pd.DataFrame, quarters: int) -> np.ndarray:
+    """The propensity model's design matrix without the matching areas (intercept first)."""
     columns = [np.ones(len(frame))]
     for quarter in range(1, quarters + 1):
         columns.append(np.log1p(frame[f"gp_quarter_{quarter}"].to_numpy(dtype=float)))
@@ -55,10 +62,16 @@ def _features(frame: pd.DataFrame, quarters: int) -> np.ndarray:
     quintile = frame["imd_quintile"].fillna(0).to_numpy(dtype=float)
     for level in (0, 1, 2, 4, 5):  # quintile 3 is the reference level
         columns.append((quintile == level).astype(float))
-    areas = frame["matching_area_code"].to_numpy()
-    for area in sorted(set(areas))[1:]:  # one indicator per matching area but the first
-        columns.append((areas == area).astype(float))
     return np.column_stack(columns)
+
+
+def _features(frame: pd.DataFrame, quarters: int, areas: list[str] | None = None) -> np.ndarray:
+    """The design matrix of the propensity model: `_design` and one indicator per matching area but
+    the first of `areas` (by default the frame's own areas, sorted)."""
+    codes = frame["matching_area_code"].to_numpy()
+    areas = sorted(set(codes)) if areas is None else areas
+    indicators = [(codes == area).astype(float) for area in areas[1:]]
+    return np.column_stack([_design(frame, quarters), *indicators]) if indicators else _design(frame, quarters)
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
@@ -83,6 +96,46 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = Non
     return beta
 
 
+class Score:
+    """A fitted propensity model: its coefficients, the areas its indicators stand for, and the caliper.
+
+    (A plain class: dbt runs this file as a module it does not register, where a dataclass fails.)"""
+
+    def __init__(self, quarters: int, new_users_only: bool, beta: np.ndarray, areas: list[str],
+                 caliper: float) -> None:
+        self.quarters, self.new_users_only, self.beta, self.areas, self.caliper = (
+            quarters, new_users_only, beta, areas, caliper)
+
+    def logit(self, frame: pd.DataFrame) -> np.ndarray:
+        return _features(frame, self.quarters, self.areas) @ self.beta
+
+
+def _eligible(frame: pd.DataFrame, new_users_only: bool) -> pd.DataFrame:
+    """The risk sets a specification matches in. New users: drop members (referred or not) with any
+    referral observed before the index date; a referral whose referred person was referred before
+    leaves with its risk set."""
+    if not new_users_only:
+        return frame
+    frame = frame[frame["previous_referral_date"].isna()]
+    return frame[frame["episode_key"].isin(frame.loc[frame["is_referred"], "episode_key"])]
+
+
+def fit_score(risk_sets: pd.DataFrame, *, quarters: int, caliper_sd: float, new_users_only: bool) -> Score | None:
+    """The propensity model fitted on risk sets (all of them, or a weighted draw from them), and the
+    caliper: caliper_sd weighted standard deviations of the logit. None when there is nothing to fit."""
+    frame = _eligible(risk_sets, new_users_only)
+    if frame.empty or not frame["is_referred"].any() or frame["is_referred"].all():
+        return None
+    areas = sorted(set(frame["matching_area_code"]))
+    x = _features(frame, quarters, areas)
+    weights = frame["sampling_weight"].to_numpy(dtype=float) if "sampling_weight" in frame else np.ones(len(frame))
+    beta = _fit_logistic(x, frame["is_referred"].to_numpy(dtype=float), weights)
+    logit = x @ beta
+    mean = float(np.average(logit, weights=weights))
+    caliper = caliper_sd * float(np.sqrt(np.average((logit - mean) ** 2, weights=weights)))
+    return Score(quarters, new_users_only, beta, areas, caliper)
+
+
 def _empty(columns: list[str]) -> pd.DataFrame:
     """No matches, with the column types a match would have."""
     types = {"specification": "object", "episode_key": "object", "person_key": "object",
@@ -91,59 +144,94 @@ def _empty(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype=types[column]) for column in columns})
 
 
-def match(risk_sets: pd.DataFrame, *, quarters: int, ratio: int, caliper_sd: float,
-          new_users_only: bool, specification: str) -> pd.DataFrame:
-    """The matched comparators of one specification."""
-    frame = risk_sets
-    if new_users_only:
-        # drop members (referred or not) with any referral observed before the index date; a referral
-        # whose referred person was referred before leaves with its risk set
-        frame = frame[frame["previous_referral_date"].isna()]
-        frame = frame[frame["episode_key"].isin(frame.loc[frame["is_referred"], "episode_key"])]
-    columns = ["specification", "episode_key", "person_key", "index_date", "later_referral_date",
-               "propensity_score", "logit_distance", "comparator_rank", "comparator_count"]
-    if frame.empty or not frame["is_referred"].any() or frame["is_referred"].all():
-        return _empty(columns)
-    x = _features(frame, quarters)
-    y = frame["is_referred"].to_numpy(dtype=float)
-    weights = (frame["sampling_weight"].to_numpy(dtype=float) if "sampling_weight" in frame
-               else np.ones(len(frame)))
-    logit = x @ _fit_logistic(x, y, weights)
-    frame = frame.assign(logit=logit)
-    # the caliper: caliper_sd standard deviations of the logit over the whole risk set (weighted back)
-    mean = float(np.average(logit, weights=weights))
-    caliper = caliper_sd * float(np.sqrt(np.average((logit - mean) ** 2, weights=weights)))
+COLUMNS = ["specification", "episode_key", "person_key", "index_date", "later_referral_date",
+           "propensity_score", "logit_distance", "comparator_rank", "comparator_count"]
+
+
+def nearest(risk_sets: pd.DataFrame, score: Score | None, ratios: dict[str, int]) -> list[pd.DataFrame]:
+    """Each referral's comparators nearest on the logit within the caliper, for every specification in
+    `ratios` (name -> how many comparators at most) sharing this score. Risk sets are whole: every member
+    of a referral's risk set is in `risk_sets` (one area's at a time will do)."""
+    frame = _eligible(risk_sets, score.new_users_only) if score is not None else risk_sets.iloc[:0]
+    if score is None or frame.empty:
+        return [_empty(COLUMNS) for _ in ratios]
+    frame = frame.assign(logit=score.logit(frame))
     referred = frame.loc[frame["is_referred"], ["episode_key", "logit"]].rename(columns={"logit": "referred_logit"})
     candidates = frame[~frame["is_referred"]].merge(referred, on="episode_key")
     candidates["logit_distance"] = (candidates["logit"] - candidates["referred_logit"]).abs()
-    candidates = candidates[candidates["logit_distance"] <= caliper]
+    candidates = candidates[candidates["logit_distance"] <= score.caliper]
     candidates = candidates.sort_values(["episode_key", "logit_distance", "person_key"])
     candidates["comparator_rank"] = candidates.groupby("episode_key").cumcount() + 1
-    kept = candidates[candidates["comparator_rank"] <= ratio].copy()
-    kept["comparator_count"] = kept.groupby("episode_key")["person_key"].transform("size")
-    kept["propensity_score"] = 1.0 / (1.0 + np.exp(-kept["logit"]))
-    kept["specification"] = specification
-    return kept[columns]
+    candidates = candidates[candidates["comparator_rank"] <= max(ratios.values())]
+    candidates["propensity_score"] = 1.0 / (1.0 + np.exp(-candidates["logit"]))
+    matched = []
+    for specification, ratio in ratios.items():
+        kept = candidates[candidates["comparator_rank"] <= ratio].copy()
+        kept["comparator_count"] = kept.groupby("episode_key")["person_key"].transform("size")
+        kept["specification"] = specification
+        matched.append(kept[COLUMNS])
+    return matched
+
+
+def match(risk_sets: pd.DataFrame, *, quarters: int, ratio: int, caliper_sd: float,
+          new_users_only: bool, specification: str) -> pd.DataFrame:
+    """The matched comparators of one specification, fitted and matched on these risk sets."""
+    score = fit_score(risk_sets, quarters=quarters, caliper_sd=caliper_sd, new_users_only=new_users_only)
+    return nearest(risk_sets, score, {specification: ratio})[0]
+
+
+def fit_sample(risk_sets: pd.DataFrame, share: float) -> pd.DataFrame:
+    """A weighted draw from risk sets for fitting the model: every referred person, and each candidate
+    with chance `share` (a hash of its member key, so a build is deterministic), weighted up by 1 / share."""
+    if share >= 1.0:
+        return risk_sets
+    keys = risk_sets["episode_key"].astype(str) + "|" + risk_sets["person_key"].astype(str)
+    drawn = pd.util.hash_pandas_object(keys, index=False).to_numpy() < np.uint64(share * 2.0 ** 64)
+    sample = risk_sets[risk_sets["is_referred"].to_numpy() | drawn].copy()
+    sample["sampling_weight"] = np.where(sample["is_referred"], sample["sampling_weight"],
+                                         sample["sampling_weight"] / share)
+    return sample
+
+
+def _prepared(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["index_date"] = pd.to_datetime(frame["index_date"])
+    frame["later_referral_date"] = pd.to_datetime(frame["later_referral_date"])
+    frame["previous_referral_date"] = pd.to_datetime(frame["previous_referral_date"])
+    return frame
 
 
 def model(dbt, session):
-    """dbt entry point: every specification's matches in one table."""
+    """dbt entry point: every specification's matches in one table.
+
+    Risk sets of up to `matching_fit_rows` rows in all are read at once. Larger ones are read an area
+    at a time, twice: first for a weighted draw of about `matching_fit_rows` rows that the models are
+    fitted on, then to match each area's referrals against their whole risk sets, so memory follows
+    the largest area, not the ICS."""
     dbt.config(materialized="table")
     ratio = int(dbt.config.get("matching_ratio"))
     quarters = int(dbt.config.get("matching_lookback_quarters"))
     caliper_sd = float(dbt.config.get("matching_caliper_sd"))
-    risk_sets = as_pandas(dbt.ref("int_matching_risk_sets"))
-    risk_sets["index_date"] = pd.to_datetime(risk_sets["index_date"])
-    risk_sets["previous_referral_date"] = pd.to_datetime(risk_sets["previous_referral_date"])
-    specifications = [
-        ("primary", quarters, ratio, True),
-        ("lookback_4q", min(4, quarters), ratio, True),
-        ("ratio_1", quarters, 1, True),
-        ("ratio_10", quarters, 10, True),
-        ("washout_365", quarters, ratio, False),
+    fit_rows = int(dbt.config.get("matching_fit_rows"))
+    relation = dbt.ref("int_matching_risk_sets")
+    sizes = group_sizes(relation, "matching_area_code")
+    share = min(1.0, fit_rows / max(sum(sizes.values()), 1))
+    if share >= 1.0:
+        whole = _prepared(as_pandas(relation))
+        fitted_on, batches = whole, [whole]
+    else:
+        fitted_on = pd.concat([fit_sample(_prepared(rows_where(relation, "matching_area_code", area)), share)
+                               for area in sorted(sizes)], ignore_index=True)
+        batches = (_prepared(rows_where(relation, "matching_area_code", area)) for area in sorted(sizes))
+    # specifications sharing a model (the same history and risk sets) differ only in how many they keep
+    fits = [
+        (quarters, True, {"primary": ratio, "ratio_1": 1, "ratio_10": 10}),
+        (min(4, quarters), True, {"lookback_4q": ratio}),
+        (quarters, False, {"washout_365": ratio}),
     ]
-    frames = [match(risk_sets, quarters=q, ratio=r, caliper_sd=caliper_sd, new_users_only=w, specification=name)
-              for name, q, r, w in specifications]
+    scores = [(fit_score(fitted_on, quarters=q, caliper_sd=caliper_sd, new_users_only=n), ratios)
+              for q, n, ratios in fits]
+    del fitted_on
+    frames = [frame for batch in batches for score, ratios in scores for frame in nearest(batch, score, ratios)]
     matched = pd.concat(frames, ignore_index=True) if any(len(f) for f in frames) else frames[0]
     matched["specification"] = matched["specification"].astype(str)
     matched["episode_key"] = matched["episode_key"].astype(str)
