@@ -126,12 +126,18 @@ def release_entries(published: Path) -> list[str]:
 LAYOUT = ["analytics.duckdb", "csv", "current", "manifest.json", "parquet", "releases", "report"]
 
 
-def test_publish_refuses_an_unsafe_build_and_keeps_the_previous_copy(tmp_path, monkeypatch, prefect_harness):
+@pytest.fixture
+def home(tmp_path, monkeypatch, prefect_harness) -> Path:
+    """SPRX_HOME with a warehouse whose last build completed (one published table), nothing published yet."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("SPRX_HOME", str(home))
     make_warehouse(home / "warehouse.duckdb")
     record_completed_build(home / "warehouse.duckdb")
+    return home
+
+
+def test_publish_refuses_an_unsafe_build_and_keeps_the_previous_copy(home: Path):
     first = publish()
     assert first.tables == {"pub_counts": 1}
     manifest = (home / "published" / "manifest.json").read_text()
@@ -250,18 +256,12 @@ def assert_published_copy_is_whole(published: Path) -> None:
 
 
 @pytest.mark.slow
-def test_finding_9_a_kill_anywhere_in_publish_leaves_one_whole_copy_and_the_next_publish_cleans_up(
-        tmp_path, monkeypatch, prefect_harness):
+def test_finding_9_a_kill_anywhere_in_publish_leaves_one_whole_copy_and_the_next_publish_cleans_up(home: Path):
     # Issue 13, finding 9: a kill during publish left new data beside the old manifest.json and a
     # leftover .release-* folder. Now: a kill before each step of a publish leaves the previous copy or the
     # new one whole, and the next publish removes whatever the killed one left.
     from prefect.settings import get_current_settings
 
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("SPRX_HOME", str(home))
-    make_warehouse(home / "warehouse.duckdb")
-    record_completed_build(home / "warehouse.duckdb")
     publish()
     published = home / "published"
     with duckdb.connect(str(home / "warehouse.duckdb")) as connection:  # the next build adds a table
@@ -286,15 +286,9 @@ def test_finding_9_a_kill_anywhere_in_publish_leaves_one_whole_copy_and_the_next
     assert json.loads((published / "manifest.json").read_text())["tables"] == {"pub_counts": 1, "pub_more": 1}
 
 
-def test_a_reader_that_resolved_the_copy_before_a_swap_still_opens_it_until_the_next_publish(
-        tmp_path, monkeypatch, prefect_harness):
+def test_a_reader_that_resolved_the_copy_before_a_swap_still_opens_it_until_the_next_publish(home: Path):
     # The fault suite's reader, opening analytics.duckdb afresh for each query, once found the release it
     # had resolved an instant before the swap already deleted. The replaced release now stays one publish.
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("SPRX_HOME", str(home))
-    make_warehouse(home / "warehouse.duckdb")
-    record_completed_build(home / "warehouse.duckdb")
     published = home / "published"
     publish()
     resolved = Path(os.path.realpath(published / ANALYTICS_FILE))  # what a reader's open resolved
