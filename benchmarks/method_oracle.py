@@ -152,7 +152,7 @@ def risk_sets(grid: world.Grid, blocks: list[tuple], washout_days: int | None = 
     return pd.concat(frames, ignore_index=True)
 
 
-def estimate(members: pd.DataFrame) -> dict[tuple[str, int], dict[str, float]]:
+def estimate(members: pd.DataFrame, caliper_sd: float = CALIPER_SD) -> dict[tuple[str, int], dict[str, float]]:
     """Match as int_comparators_matched does; per correction and window, the errors described above."""
     logit = _features(members, LOOKBACK_QUARTERS) @ _fit_logistic(
         _features(members, LOOKBACK_QUARTERS), members["is_referred"].to_numpy(dtype=float))
@@ -161,13 +161,14 @@ def estimate(members: pd.DataFrame) -> dict[tuple[str, int], dict[str, float]]:
     candidates = members[~members["is_referred"]].merge(
         referred[["episode_key", "logit"]].rename(columns={"logit": "referred_logit"}), on="episode_key")
     candidates["distance"] = (candidates["logit"] - candidates["referred_logit"]).abs()
-    candidates = candidates[candidates["distance"] <= CALIPER_SD * float(np.std(logit))]
+    candidates = candidates[candidates["distance"] <= caliper_sd * float(np.std(logit))]
     candidates = candidates.sort_values(["episode_key", "distance", "person"])
     matched = candidates[candidates.groupby("episode_key").cumcount() < RATIO].copy()
     matched["weight"] = 1.0 / matched.groupby("episode_key")["person"].transform("size")
     results = {}
     for window in OUTCOME_WINDOWS:
         own = referred[referred[f"after_{window}"].notna()].set_index("episode_key")
+        truth_all = own[f"truth_{window}"].mean()  # the estimand's population: every referral followed up
         own = own[own.index.isin(matched["episode_key"])]
         comparators = matched[matched["episode_key"].isin(own.index)].copy()
         comparators["change"] = comparators[f"after_{window}"] - comparators[f"before_{window}"]
@@ -185,7 +186,7 @@ def estimate(members: pd.DataFrame) -> dict[tuple[str, int], dict[str, float]]:
             change = own[f"after_{window}"] - own[f"before_{window}"]
             untreated_change = own[f"untreated_{window}"] - own[f"before_{window}"]
             results[(name, window)] = {
-                "referrals": len(own), "truth": own[f"truth_{window}"].mean(),
+                "referrals": len(own), "truth": own[f"truth_{window}"].mean(), "truth_all": truth_all,
                 "realised": (own[f"after_{window}"] - own[f"untreated_{window}"]).mean(),
                 "estimate": (change - comparator_change).mean(),
                 "comparison_error": (untreated_change - comparator_change).mean(),
@@ -209,19 +210,22 @@ def main() -> None:
     parser.add_argument("--washout-days", type=int, default=None,
                         help="keep people referred more than this many days before in the risk sets "
                              "(the washout_365 sensitivity analysis); default: new users only, as the primary")
+    parser.add_argument("--caliper-sd", type=float, default=CALIPER_SD,
+                        help="caliper in standard deviations of the logit (the warehouse's matching_caliper_sd)")
     arguments = parser.parse_args()
     print("seed\tcorrection\twindow\treferrals\ttruth\trealised\testimate\tbias\tcomparison_error\tdilution\tse",
           flush=True)
     totals: dict[tuple[str, int], list[dict[str, float]]] = {}
     for seed in parse_seeds(arguments.seeds):
         grid, blocks = simulate(Parameters(people=arguments.people, seed=seed))
-        for (name, window), r in sorted(estimate(risk_sets(grid, blocks, arguments.washout_days)).items()):
+        for (name, window), r in sorted(estimate(risk_sets(grid, blocks, arguments.washout_days), arguments.caliper_sd).items()):
             r["bias"] = r["estimate"] - r["truth"]
             totals.setdefault((name, window), []).append(r)
             print(f"{seed}\t{name}\t{window}\t{r['referrals']}\t{r['truth']:.3f}\t{r['realised']:.3f}\t{r['estimate']:.3f}"
                   f"\t{r['bias']:+.3f}\t{r['comparison_error']:+.3f}\t{r['dilution']:+.3f}\t{r['se']:.3f}", flush=True)
     print("\ncorrection\twindow\tseeds\tmean truth\tmean bias (SE over seeds)\tshare of truth"
-          "\tmean comparison error\tmean dilution\tcoverage (estimate +- 1.96 se)")
+          "\tmean comparison error\tmean dilution\tcoverage (estimate +- 1.96 se)"
+          "\tmean truth, every referral\tmean bias against it")
     for (name, window), rows in sorted(totals.items()):
         biases = np.array([r["bias"] for r in rows])
         spread = biases.std(ddof=1) / np.sqrt(biases.size) if biases.size > 1 else float("nan")
@@ -229,7 +233,9 @@ def main() -> None:
         coverage = np.mean([abs(r["bias"]) <= 1.96 * r["se"] for r in rows])
         print(f"{name}\t{window}\t{biases.size}\t{truth:.3f}\t{biases.mean():+.3f} ({spread:.3f})"
               f"\t{biases.mean() / abs(truth):+.0%}\t{np.mean([r['comparison_error'] for r in rows]):+.3f}"
-              f"\t{np.mean([r['dilution'] for r in rows]):+.3f}\t{coverage:.0%}")
+              f"\t{np.mean([r['dilution'] for r in rows]):+.3f}\t{coverage:.0%}"
+              f"\t{np.mean([r['truth_all'] for r in rows]):.3f}"
+              f"\t{np.mean([r['estimate'] - r['truth_all'] for r in rows]):+.3f}")
 
 
 if __name__ == "__main__":

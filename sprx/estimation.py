@@ -44,6 +44,17 @@ def rows_where(relation, column: str, value: str) -> pd.DataFrame:
     return as_pandas(relation.filter(f"{column} = {literal}"))
 
 
+def rows_kept(relation, by: str, keep, max_rows: int) -> pd.DataFrame:
+    """`keep(frame)` applied to a dbt Python model's input: to all of it at once when it has at most
+    `max_rows` rows, else to the rows of one value of `by` at a time, the parts put together, so that
+    memory follows the largest part and what is kept."""
+    sizes = group_sizes(relation, by)
+    if sum(sizes.values()) <= max_rows:
+        return keep(as_pandas(relation))
+    parts = [keep(rows_where(relation, by, value)) for value in sorted(sizes)]
+    return pd.concat(parts, ignore_index=True) if parts else keep(as_pandas(relation))
+
+
 def model_result(result: pd.DataFrame | pa.Table, session) -> pd.DataFrame | pa.Table:
     """What a dbt Python model returns: its frame as it is on DuckDB; on Spark, a Spark DataFrame made
     from Arrow (so an Arrow schema's types are kept, where a pandas frame's would be guessed)."""

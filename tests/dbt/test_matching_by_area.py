@@ -20,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "dbt_project" / "models" / "intermediate"))
 
 from int_comparators_matched import fit_sample, fit_score, model, nearest  # noqa: E402
+from sprx.estimation import rows_kept  # noqa: E402
 
 QUARTERS = 8
 
@@ -119,3 +120,18 @@ def test_small_risk_sets_are_fitted_and_matched_whole(risk_sets):
     [primary] = nearest(risk_sets, score, {"primary": 5})
     assert _pairs(whole, "primary") == set(zip(primary["episode_key"], primary["person_key"]))
     assert set(whole["specification"]) == {"primary", "lookback_4q", "ratio_1", "ratio_10", "washout_365"}
+
+
+def test_rows_kept_reads_an_area_at_a_time_and_keeps_the_same_rows(risk_sets):
+    def referred(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.loc[frame["is_referred"].astype(bool), ["episode_key", "gp_quarter_1"]]
+
+    with duckdb.connect() as connection:
+        connection.register("frame", risk_sets)
+        relation = connection.sql("select * from frame")
+        whole = rows_kept(relation, "matching_area_code", referred, len(risk_sets))
+        parts = rows_kept(relation, "matching_area_code", referred, 10)
+    expected = referred(risk_sets).sort_values("episode_key").reset_index(drop=True)
+    for kept in (whole, parts):
+        pd.testing.assert_frame_equal(kept.sort_values("episode_key").reset_index(drop=True), expected,
+                                      check_dtype=False)

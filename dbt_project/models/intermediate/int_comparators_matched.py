@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sprx.estimation import as_pandas, group_sizes, model_result, rows_where
+from sprx.estimation import as_pandas, group_sizes, model_result, rows_kept, rows_where
 
 SCHEMA = pa.schema([
     ("matched_comparator_key", pa.string()), ("specification", pa.string()), ("episode_key", pa.string()),
@@ -219,8 +219,8 @@ def model(dbt, session):
         whole = _prepared(as_pandas(relation))
         fitted_on, batches = whole, [whole]
     else:
-        fitted_on = pd.concat([fit_sample(_prepared(rows_where(relation, "matching_area_code", area)), share)
-                               for area in sorted(sizes)], ignore_index=True)
+        fitted_on = rows_kept(relation, "matching_area_code", lambda frame: fit_sample(_prepared(frame), share),
+                              fit_rows)
         batches = (_prepared(rows_where(relation, "matching_area_code", area)) for area in sorted(sizes))
     # specifications sharing a model (the same history and risk sets) differ only in how many they keep
     fits = [

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sprx.estimation import as_pandas, model_result
+from sprx.estimation import as_pandas, model_result, rows_kept
 
 KEYS = ["specification", "episode_key", "outcome", "window_days"]
 
@@ -92,10 +92,18 @@ def model(dbt, session):
     quarters = int(dbt.config.get("matching_lookback_quarters"))
     counted = as_pandas(dbt.ref("int_referral_outcomes_counted"))
     comparators = as_pandas(dbt.ref("int_comparators_matched"))
-    risk_sets = as_pandas(dbt.ref("int_matching_risk_sets"))
     covariate_columns = ["episode_key", "person_key", "age_at_index", "is_female", "imd_quintile"] + [
         f"gp_quarter_{q}" for q in range(1, quarters + 1)] + [f"calls_999_quarter_{q}" for q in range(1, quarters + 1)]
-    risk_sets = risk_sets[covariate_columns]
+    # the covariates of the referred people and their matched comparators only: large risk sets are read a
+    # matching area at a time (about 10 M rows at 150,000 people, of which some 60,000 are kept)
+    wanted = pd.MultiIndex.from_frame(comparators[["episode_key", "person_key"]].drop_duplicates())
+
+    def covariates_wanted(frame: pd.DataFrame) -> pd.DataFrame:
+        pairs = pd.MultiIndex.from_frame(frame[["episode_key", "person_key"]])
+        return frame.loc[frame["is_referred"].to_numpy(dtype=bool) | pairs.isin(wanted), covariate_columns]
+
+    risk_sets = rows_kept(dbt.ref("int_matching_risk_sets"), "matching_area_code", covariates_wanted,
+                          int(dbt.config.get("matching_fit_rows")))
     referred = counted[(counted["subject_role"] == "referred") & counted["has_complete_follow_up"]]
     referred = referred.merge(risk_sets, on=["episode_key", "person_key"])
     compared = counted[counted["subject_role"] == "comparator"]
