@@ -56,8 +56,21 @@ def parse_seeds(text: str) -> list[int]:
     return [int(part) for part in text.split(",")]
 
 
-def run_seed(seed: int, people: int, systmone_every: int, work: Path, dbt_vars: str | None = None) -> dict:
-    """Generate, ingest and build one seed; return the truth beside the warehouse's estimates."""
+def _measured(command: list[str], env: dict, log: Path) -> tuple[int, float, float]:
+    """Run a command, its output to `log`: (exit code, seconds, peak resident memory in GiB of it and the
+    processes it waited for; dbt runs its Python models in its own process)."""
+    started = time.monotonic()
+    with open(log, "w", encoding="utf-8") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, time.monotonic() - started, usage.ru_maxrss / 1024 ** 2
+
+
+def run_seed(seed: int, people: int, systmone_every: int, work: Path, dbt_vars: str | None = None,
+             keep: Path | None = None) -> dict:
+    """Generate, ingest and build one seed; return the truth beside the warehouse's estimates, and each
+    stage's seconds and peak memory. With `keep`, the seed's home (its warehouse) is kept there."""
     feeds, home = work / f"feeds-{seed}", work / f"home-{seed}"
     for folder in (feeds, home):
         shutil.rmtree(folder, ignore_errors=True)
@@ -66,26 +79,37 @@ def run_seed(seed: int, people: int, systmone_every: int, work: Path, dbt_vars: 
     env = dict(os.environ, SPRX_HOME=str(home), SPRX_PSEUDONYMISATION_KEY=KEY, PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300", SPRX_LANDING_SETTLE_SECONDS="0")
     started = time.monotonic()
-    subprocess.run([str(BIN / "sprx"), "sample", "--out", str(feeds), "--people", str(people), "--seed", str(seed),
-                    "--systmone-every", str(systmone_every), "--emis-every", "2000", "--quiet"], check=True, env=env)
-    truth = json.loads((feeds / "truth.json").read_text(encoding="utf-8"))
-    (home / "landing").mkdir(parents=True)
-    for child in feeds.iterdir():
-        if child.is_dir():
-            shutil.move(str(child), home / "landing" / child.name)
     dbt = [str(BIN / "dbt"), "build", "--select", "+mart_outcomes_by_deprivation", "--exclude", "resource_type:test",
            "resource_type:unit_test", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     if dbt_vars:  # a sensitivity run: e.g. '{matching_candidates_per_referral: 1000000}' keeps every candidate
         dbt += ["--vars", dbt_vars]
-    for command in ([str(BIN / "sprx"), "ingest"], dbt):
-        completed = subprocess.run(command, env=env, capture_output=True, text=True)
-        if completed.returncode != 0:
-            raise RuntimeError(f"seed {seed}: {' '.join(command[:2])} failed: {(completed.stdout + completed.stderr)[-2000:]}")
+    stages = {
+        "sample": [str(BIN / "sprx"), "sample", "--out", str(feeds), "--people", str(people), "--seed", str(seed),
+                   "--systmone-every", str(systmone_every), "--emis-every", "2000", "--quiet"],
+        "ingest": [str(BIN / "sprx"), "ingest"],
+        "build": dbt,
+    }
+    measured = {}
+    for stage, command in stages.items():
+        if stage == "ingest":
+            (home / "landing").mkdir(parents=True)
+            for child in feeds.iterdir():
+                if child.is_dir():
+                    shutil.move(str(child), home / "landing" / child.name)
+        log = work / f"{stage}-{seed}.log"
+        code, seconds, peak = _measured(command, env, log)
+        if code != 0:
+            raise RuntimeError(f"seed {seed}: {stage} failed: {log.read_text(encoding='utf-8')[-2000:]}")
+        measured[stage] = {"seconds": round(seconds, 1), "peak_gib": round(peak, 2)}
+    truth = json.loads((feeds / "truth.json").read_text(encoding="utf-8"))
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as connection:
         cursor = connection.execute(MART_SQL)
         names = [column[0] for column in cursor.description]
         rows = [dict(zip(names, row)) for row in cursor.fetchall()]
     shutil.rmtree(feeds, ignore_errors=True)
+    if keep is not None:
+        shutil.rmtree(keep / f"home-{seed}", ignore_errors=True)
+        shutil.move(str(home), keep / f"home-{seed}")
     shutil.rmtree(home, ignore_errors=True)
     estimates = {}
     for row in rows:
@@ -96,7 +120,8 @@ def run_seed(seed: int, people: int, systmone_every: int, work: Path, dbt_vars: 
                           "truth_effect_among_engaged": true.get("effect_among_engaged"),
                           "truth_referrals": true.get("referrals"),
                           "truth_naive": naive_truth.get("mean_after_minus_before")}
-    return {"seed": seed, "people": people, "seconds": round(time.monotonic() - started, 1), "estimates": estimates}
+    return {"seed": seed, "people": people, "seconds": round(time.monotonic() - started, 1), "stages": measured,
+            "estimates": estimates}
 
 
 def summarise(results: list[dict]) -> str:
@@ -163,6 +188,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "out" / "method")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--dbt-vars", help="dbt --vars for the build (YAML), e.g. a sensitivity run's settings")
+    parser.add_argument("--keep", action="store_true", help="keep each seed's home (its warehouse) in <out>/home-<seed>")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.jsonl"
@@ -174,10 +200,12 @@ def main() -> int:
             for seed in parse_seeds(args.seeds):
                 if seed in done:
                     continue
-                result = run_seed(seed, args.people, args.systmone_every, Path(work), args.dbt_vars)
+                result = run_seed(seed, args.people, args.systmone_every, Path(work), args.dbt_vars,
+                                  args.out if args.keep else None)
                 with open(results_path, "a", encoding="utf-8") as out:
                     out.write(json.dumps(result) + "\n")
-                print(f"seed {seed}: {result['seconds']} s", flush=True)
+                stages = ", ".join(f"{stage} {m['seconds']} s, {m['peak_gib']} GiB" for stage, m in result["stages"].items())
+                print(f"seed {seed}: {result['seconds']} s ({stages})", flush=True)
     results = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
     results = [r for r in results if r["people"] == args.people]
     table = summarise(results)
