@@ -25,6 +25,10 @@ them), it separates the two parts of an estimate's error, which the pipeline's s
 Both are printed per seed and window for the warehouse's bias correction (`warehouse`) and for a
 candidate that adds every count on its own scale (`counts`), on the same matches. GP consultations only; ages and
 999 calls as the generator holds them (all calls, not only traced ones).
+
+Truth is taken over the referrals that found a comparator (`truth`) and over every referral followed
+up (`mean truth, every referral`: truth.json's population), and the bias against each is printed: a
+caliper that leaves referrals unmatched changes the first. `--caliper-sd` sets the caliper.
 """
 
 from __future__ import annotations
