@@ -170,25 +170,25 @@ members as (
         on referrals.matching_area_code = people_observed.{{ area_column }}
         and referrals.sex = people_observed.sex
     where (
-            people_observed.person_key = referrals.person_key
-            or strata.draw_share >= 1.0
-            or substr(md5(referrals.episode_key || '|' || people_observed.person_key), 1, 8)
-            < lower(lpad(hex(cast(floor(4294967296.0 * strata.draw_share) as bigint)), 8, '0'))
+        people_observed.person_key = referrals.person_key
+        or strata.draw_share >= 1.0
+        or substr(md5(referrals.episode_key || '|' || people_observed.person_key), 1, 8)
+        < lower(lpad(hex(cast(floor(4294967296.0 * strata.draw_share) as bigint)), 8, '0'))
+    )
+    and people_observed.history_observed_from_date
+    <= cast({{ dbt.dateadd('day', -lookback_days, 'referrals.index_date') }} as date)
+    and people_observed.history_observed_to_date >= referrals.index_date
+    and (
+        people_observed.person_key = referrals.person_key
+        or not exists (
+            select 1
+            from episodes
+            where episodes.person_key = people_observed.person_key
+                and episodes.referral_date <= referrals.index_date
+                and episodes.referral_date
+                >= cast({{ dbt.dateadd('day', -washout_days, 'referrals.index_date') }} as date)
         )
-        and people_observed.history_observed_from_date
-        <= cast({{ dbt.dateadd('day', -lookback_days, 'referrals.index_date') }} as date)
-        and people_observed.history_observed_to_date >= referrals.index_date
-        and (
-            people_observed.person_key = referrals.person_key
-            or not exists (
-                select 1
-                from episodes
-                where episodes.person_key = people_observed.person_key
-                    and episodes.referral_date <= referrals.index_date
-                    and episodes.referral_date
-                    >= cast({{ dbt.dateadd('day', -washout_days, 'referrals.index_date') }} as date)
-            )
-        )
+    )
 
 ),
 
