@@ -127,7 +127,7 @@ def run_seed(seed: int, people: int, systmone_every: int, work: Path, dbt_vars: 
 def summarise(results: list[dict]) -> str:
     """The markdown table of bias, RMSE and coverage per outcome and window."""
     lines = [
-        "| outcome, window | seeds | mean truth (ITT) | naive: mean bias | matched: mean bias (share of truth) "
+        "| outcome, window | seeds | mean truth (ITT) | naive: mean bias | matched: mean bias (share of truth; its SE over seeds) "
         "| matched RMSE | matched mean SE | 95% CI coverage | effect among engaged: truth, bias, coverage "
         "| referrals (target, matched) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -144,6 +144,8 @@ def summarise(results: list[dict]) -> str:
             truth = sum(r["truth_itt"] for r in rows) / n
             errors = [r["matched_difference_in_differences"] - r["truth_itt"] for r in rows]
             bias = sum(errors) / n
+            # the mean bias's own standard error over seeds: how far it could be from the method's true bias
+            spread = (sum((e - bias) ** 2 for e in errors) / (n - 1)) ** 0.5 / n ** 0.5 if n > 1 else float("nan")
             rmse = (sum(e * e for e in errors) / n) ** 0.5
             naive_bias = sum(r["naive_mean_change"] - r["truth_itt"] for r in rows if r["naive_mean_change"] is not None) / n
             covered = sum(1 for r in rows if r["matched_ci_lower"] is not None
@@ -159,7 +161,7 @@ def summarise(results: list[dict]) -> str:
             target = sum(r["target_referral_count"] for r in rows) / n
             matched = sum(r["matched_referral_count"] for r in rows) / n
             lines.append(
-                f"| {outcome}, {window} d | {n} | {truth:.3f} | {naive_bias:+.3f} | {bias:+.3f} ({share}) | {rmse:.3f} "
+                f"| {outcome}, {window} d | {n} | {truth:.3f} | {naive_bias:+.3f} | {bias:+.3f} ({share}; {spread:.3f}) | {rmse:.3f} "
                 f"| {mean_se:.3f} | {covered}/{n} ({covered / n:.0%}) | {iv_truth:.3f}, {iv_bias:+.3f}, "
                 f"{iv_cover}/{len(iv_rows)} | {target:.0f}, {matched:.0f} |")
     return "\n".join(lines)
