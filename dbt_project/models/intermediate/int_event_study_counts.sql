@@ -31,9 +31,15 @@ referral_outcomes as (
 
 ),
 
-activity_events as (
+outcome_events as (
 
-    select * from {{ ref('int_activity_events_unioned') }}
+    -- the events each outcome counts, tagged with it, so that the join below is on (person, outcome)
+    select
+        person_key,
+        event_date,
+        case when event_type = 'gp_consultation' then 'gp_consultations' else 'calls_999' end as outcome
+    from {{ ref('int_activity_events_unioned') }}
+    where (event_type = 'gp_consultation' and is_attended) or event_type = 'ambulance_call'
 
 ),
 
@@ -136,21 +142,15 @@ post_quarters as (
         post_windows.outcome,
         post_windows.cluster_code,
         post_windows.relative_quarter,
-        count(activity_events.event_date) as events,
+        count(outcome_events.event_date) as events,
         greatest({{ dbt.datediff('post_windows.quarter_start_date', 'post_windows.followed_until_date', 'day') }}, 0)
             as followed_days
     from post_windows
-    left join activity_events
-        on post_windows.person_key = activity_events.person_key
-        and activity_events.event_date >= post_windows.quarter_start_date
-        and activity_events.event_date < post_windows.followed_until_date
-        and (
-            (
-                post_windows.outcome = 'gp_consultations' and activity_events.event_type = 'gp_consultation'
-                and activity_events.is_attended
-            )
-            or (post_windows.outcome = 'calls_999' and activity_events.event_type = 'ambulance_call')
-        )
+    left join outcome_events
+        on post_windows.person_key = outcome_events.person_key
+        and post_windows.outcome = outcome_events.outcome
+        and outcome_events.event_date >= post_windows.quarter_start_date
+        and outcome_events.event_date < post_windows.followed_until_date
     group by
         post_windows.episode_key,
         post_windows.person_key,
