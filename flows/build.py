@@ -194,7 +194,10 @@ def dbt_build(home: Path, select: tuple[str, ...] = (), full_refresh: bool = Fal
     `full_refresh` passes --full-refresh (incremental models and seeds rebuilt from scratch). No retries:
     a failed model or test fails again until the data or the code changes."""
     verbose = get_settings().verbose
-    arguments = dbt_arguments("build", home, *(("--select", *select) if select else ()),
+    # a partial build runs the tests whose models it builds or reads (dbt's "buildable"), not dbt's default
+    # "eager" set, which takes a test of a selected model and an unselected one that may not exist yet
+    narrowed = ("--select", *select, "--indirect-selection", "buildable") if select else ()
+    arguments = dbt_arguments("build", home, *narrowed,
                               *(("--full-refresh",) if full_refresh else ()),
                               # dbt's console: warnings and errors only unless verbose; its full log is in home/dbt/logs
                               "--log-level", "info" if verbose else "warn",

@@ -89,6 +89,9 @@ def _sample_parser(subparsers) -> None:
                         help=f"share of rows with an injected fault, 0 to 0.2 (default {defaults.error_rate})")
     parser.add_argument("--systmone-every", type=_positive_int, default=defaults.systmone_every_days,
                         help=f"days between SystmOne delta extracts; 1 = nightly (default {defaults.systmone_every_days})")
+    parser.add_argument("--ambulance-every", type=_positive_int, default=defaults.ambulance_every_days,
+                        help="days between ambulance incident files, 1 to 28 (each covers the 28 days before it; "
+                             f"default {defaults.ambulance_every_days}, weekly)")
     parser.add_argument("--emis-every", type=_positive_int, default=defaults.emis_every_days,
                         help=f"days between kept EMIS full-refresh exports (default {defaults.emis_every_days})")
     parser.add_argument("--following-day", action="store_true",
@@ -109,6 +112,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     params = Parameters(
         people=args.people, seed=args.seed, start=args.start, end=args.end, error_rate=args.error_rate,
         systmone_every_days=args.systmone_every, emis_every_days=args.emis_every, following_day=args.following_day,
+        ambulance_every_days=args.ambulance_every,
     )
     try:
         params.check()

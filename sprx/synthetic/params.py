@@ -90,6 +90,9 @@ class Parameters:
     emis_every_days: int = 365
     # Days between SystmOne delta extracts (1 = nightly, as the real feed runs).
     systmone_every_days: int = 28
+    # Days between ambulance incident files (weekly, as the real feed runs). Each file covers the 28 days
+    # before it, so any cadence up to 28 days leaves no gap; 28 gives files that do not overlap.
+    ambulance_every_days: int = 7
     # Share of SystmOne deliveries sent as a .zip instead of a folder.
     systmone_zip_share: float = 0.5
     # Make `end` one night's deliveries of every feed (EMIS exports on `end` and the day before,
@@ -196,6 +199,9 @@ class Parameters:
             raise ValueError("--start and --end must fall between 1990 and 2100")
         if self.emis_every_days < 1 or self.systmone_every_days < 1:
             raise ValueError("delivery cadences must be at least 1 day")
+        if not 1 <= self.ambulance_every_days <= 28:
+            raise ValueError(f"--ambulance-every must be 1 to 28 days: each file covers 28 days "
+                             f"(got {self.ambulance_every_days})")
         if len(self.referral_gp_quarter_weights) != LOOKBACK_QUARTERS:
             raise ValueError(f"referral_gp_quarter_weights needs {LOOKBACK_QUARTERS} weights")
 

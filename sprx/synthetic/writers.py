@@ -468,7 +468,7 @@ class SystmOneWriter:
 
 
 class AmbulanceWriter:
-    """Weekly ambulance incident files, each covering 28 days, so incidents recur and get revised."""
+    """Ambulance incident files (weekly by default), each covering 28 days, so incidents recur and get revised."""
 
     TRUST = "RX7"
     WINDOW_DAYS = 28
@@ -479,7 +479,8 @@ class AmbulanceWriter:
         self.grid = grid
         self.params = params
         self.faults = faults
-        self.file_days = np.arange(grid.start_day + 7, grid.days, 7)
+        every = params.ambulance_every_days
+        self.file_days = np.arange(grid.start_day + every, grid.days, every)
         if params.following_day and (not self.file_days.size or self.file_days[-1] != grid.days - 1):
             self.file_days = np.append(self.file_days, grid.days - 1)  # a file on the last night too
         self.first_covered_day = int(self.file_days[0]) - self.WINDOW_DAYS if self.file_days.size else grid.days
