@@ -8,8 +8,10 @@ person would see (the spreadsheet row: title rows and the header count).
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
+import functools
 import io
 import re
 import shutil
@@ -77,10 +79,12 @@ class Fault:
         return {"file": self.file, "row_number": self.row_number, "field": self.field, "kind": self.kind}
 
 
+@functools.lru_cache(maxsize=65536)  # a few thousand distinct days, written hundreds of thousands of times
 def emis_date(day: dt.date) -> str:
     return day.strftime("%d-%b-%Y")
 
 
+@functools.lru_cache(maxsize=65536)
 def sr_date(day: dt.date) -> str:
     return day.strftime("%d %b %Y")
 
@@ -339,6 +343,7 @@ class SystmOneWriter:
         if days[-1] != grid.days - 1:
             days.append(grid.days - 1)
         self.delivery_days = np.array(days)
+        self.delivery_list = days
         self.lines: dict[tuple[str, int, str], int] = {}
         self.row_ids: dict[str, dict[str, int]] = {}
         self.spring, self.autumn = clock_changes(grid.date(0), grid.date(grid.days - 1))
@@ -350,8 +355,11 @@ class SystmOneWriter:
     def folder(self, practice: Practice, delivery: int) -> str:
         return f"systmone_{practice.code}_{self.grid.date(self.delivery_days[delivery]):%Y%m%d}"
 
-    def delivery_of(self, day: np.ndarray | int) -> np.ndarray:
-        return np.searchsorted(self.delivery_days, day, side="left")
+    def delivery_of(self, day: np.ndarray | int) -> np.ndarray | int:
+        """Index of the first delivery on or after the day (np.searchsorted, side left; bisect for one day)."""
+        if isinstance(day, np.ndarray):
+            return np.searchsorted(self.delivery_days, day, side="left")
+        return bisect.bisect_left(self.delivery_list, day)
 
     def _next_id(self, practice: Practice, table: str) -> int:
         self.row_ids[practice.code][table] += 1
