@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import re
 from pathlib import Path
@@ -85,6 +86,8 @@ def test_same_seed_same_bytes_and_another_seed_other_people(tmp_path: Path) -> N
         (["--start", "2025-02-30"], "is not a date"),
         # an error rate over 20% is not "a few faults"
         (["--error-rate", "0.9"], "between 0 and 0.2"),
+        # ambulance files cover 28 days: a longer gap between them would lose calls
+        (["--ambulance-every", "29"], "--ambulance-every must be 1 to 28 days"),
     ],
 )
 def test_nonsense_arguments_are_refused_in_one_line(tmp_path, capsys, arguments, message) -> None:
@@ -194,6 +197,24 @@ def test_ambulance_weeks_overlap_revise_outcomes_and_cross_both_clock_changes() 
         assert autumn_calls.height >= 2  # the hour that happens twice
     assert calls.filter(pl.col("chief_complaint").str.contains('"')).height > 0  # quotes inside a cell
     assert calls.filter(pl.col("communal_address") == "Y").height > 0
+
+
+def test_ambulance_files_every_28_days_hold_every_call_once(tmp_path: Path) -> None:
+    """--ambulance-every 28: files that meet end to end, so each call is in exactly one file and none is lost."""
+    weekly = generate(tmp_path / "weekly", Parameters(seed=3, **SMALL))
+    truth = generate(tmp_path / "monthly", Parameters(seed=3, ambulance_every_days=28, **SMALL))
+    files = sorted((tmp_path / "monthly" / "ambulance").glob("ambulance_RX7_*.csv"))
+    days = [dt.datetime.strptime(path.stem[-8:], "%Y%m%d").date() for path in files]
+    assert len(files) > 4 and {(later - earlier).days for earlier, later in itertools.pairwise(days)} == {28}
+    calls = concat(concat(read_ambulance(path)) for path in files)
+    assert calls["incident_id"].n_unique() == calls.height  # no overlap
+    weekly_files = sorted((tmp_path / "weekly" / "ambulance").glob("*.csv"))
+    weekly_calls = concat(concat(read_ambulance(path)) for path in weekly_files)
+    covered = weekly_calls.filter(pl.col("call_received").str.slice(0, 10) < days[-1].isoformat())
+    # the same world: every call the weekly files carry up to the last monthly file is in a monthly one
+    assert set(calls["incident_id"]) == set(covered.filter(
+        pl.col("call_received").str.slice(0, 10) >= (days[0] - dt.timedelta(days=28)).isoformat())["incident_id"])
+    assert truth["parameters"]["ambulance_every_days"] == 28
 
 
 def test_vcse_sheets_cover_every_variation() -> None:
