@@ -3,6 +3,7 @@
 #   make test   install into .venv with the test tools (and Debian's Chromium for the portal's
 #               browser tests, saying so first, and axe-core from npm for their accessibility
 #               check), then run the whole test suite
+#   make lint   sqlfluff over the dbt models (tests/dbt/test_lint.py), two to three minutes; CI runs it after make test
 #   make test-faults  the fault-injection suite (tests/faults), about 29 CPU-minutes; CI runs it after make test
 #   make test-spark   the same dbt project on a local Apache Spark (its own .venv-spark, Java 17 from
 #               Debian), equal answers to DuckDB's on the sample (tests/spark), about 8 minutes; CI runs it
@@ -20,7 +21,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 SPARK_VENV := .venv-spark
 SPARK_BIN := $(SPARK_VENV)/bin
 
-.PHONY: demo test test-faults test-method test-spark install install-test install-spark browser axe java lock clean
+.PHONY: demo test lint test-faults test-method test-spark install install-test install-spark browser axe java lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +101,11 @@ test: install-test browser axe
 # own, not part of `make test`; .ci/run runs it after `make test`.
 test-faults: install-test
 	$(BIN)/python -m pytest tests/faults -m faults
+
+# One SQL style: sqlfluff (dbt templater) over the models and singular tests (tests/dbt/test_lint.py, about
+# 2 to 3 minutes; left out of `make test`; .ci/run runs it after `make test`).
+lint: install-test
+	$(BIN)/python -m pytest -m lint tests/dbt/test_lint.py
 
 # The effect estimate against truth.json on a generated 20,000-person ICS (about 4 minutes).
 test-method: install-test

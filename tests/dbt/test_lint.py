@@ -2,7 +2,8 @@
 models and the singular tests.
 
 Macros and generic tests are not linted: the dbt templater lints only nodes of the project, and a
-macro file renders to nothing on its own.
+macro file renders to nothing on its own. It takes two to three minutes of CPU (the dbt templater compiles
+every model), so it is marked `lint` and runs as `make lint` (CI runs it after `make test`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sprx.settings import DBT_PROJECT_DIR
 LINTED = ["models", "tests"]
 
 
-@pytest.mark.slow
+@pytest.mark.lint
 def test_models_pass_sqlfluff_lint(tmp_path: Path) -> None:
     # The profile reads SPRX_HOME (any home will do: lint compiles, it never reads the warehouse's data);
     # dbt's target/ and logs/ go to the temporary folder, not into the source tree.
