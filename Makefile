@@ -8,7 +8,7 @@
 #   make test-spark   the same dbt project on a local Apache Spark (its own .venv-spark, Java 17 from
 #               Debian), equal answers to DuckDB's on the sample (tests/spark), about 8 minutes; CI runs it
 #   make test-method  the effect estimate against truth.json on a generated 20,000-person ICS, with
-#               balance, event study and engagement checks (tests/dbt/test_method.py), about 4 minutes; CI runs it
+#               balance, event study and engagement checks (tests/dbt/test_method.py), about 90 seconds; CI runs it
 # Every install takes the exact versions in requirements.lock / requirements-test.lock (and
 # requirements-spark.lock for .venv-spark); `make lock` recompiles all three from pyproject.toml.
 PYTHON ?= python3
@@ -107,7 +107,7 @@ test-faults: install-test
 lint: install-test
 	$(BIN)/python -m pytest -m lint tests/dbt/test_lint.py
 
-# The effect estimate against truth.json on a generated 20,000-person ICS (about 4 minutes).
+# The effect estimate against truth.json on a generated 20,000-person ICS (about 90 seconds).
 test-method: install-test
 	$(BIN)/python -m pytest -m method tests/dbt/test_method.py
 

@@ -10,6 +10,9 @@ pyproject.toml); CI runs it (`make test-method`).
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -17,11 +20,10 @@ import pytest
 
 from flows.build import build
 from flows.ingest import ingest
-from sprx.synthetic import Parameters, generate
 from tests.conftest import TEST_KEY
 from tests.dbt.conftest import land
 
-pytestmark = [pytest.mark.method, pytest.mark.usefixtures("prefect_harness")]
+pytestmark = pytest.mark.method  # the Prefect server (prefect_harness) is started by the fixture, alongside the generator
 
 PEOPLE = 20000
 SEED = 7
@@ -40,10 +42,20 @@ BUILT = ("+mart_outcomes_by_deprivation", "+mart_covariate_balance", "+mart_even
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> tuple[Path, dict]:
+def generated(tmp_path_factory, request) -> tuple[Path, dict]:
     """A generated ICS, ingested and built in its own home: (warehouse, truth)."""
     root = tmp_path_factory.mktemp("method")
-    truth = generate(root / "feeds", Parameters(people=PEOPLE, seed=SEED, **CADENCE))
+    # `sprx sample` writes the feeds in its own process while the session's Prefect server starts
+    sample = subprocess.Popen(
+        [sys.executable, "-m", "sprx", "sample", "--out", str(root / "feeds"), "--quiet", "--people", str(PEOPLE),
+         "--seed", str(SEED), *(f"--{name.removesuffix('_days').replace('_', '-')}={days}"
+                                for name, days in CADENCE.items())],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    request.getfixturevalue("prefect_harness")
+    out, err = sample.communicate(timeout=600)
+    assert sample.returncode == 0, err[-3000:]
+    truth = json.loads((root / "feeds" / "truth.json").read_text(encoding="utf-8"))
+    assert {name: truth["parameters"][name] for name in CADENCE} == CADENCE
     home = root / "home"
     land(root / "feeds", home)
     monkeypatch = pytest.MonkeyPatch()
