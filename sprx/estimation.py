@@ -44,11 +44,12 @@ def rows_where(relation, column: str, value: str) -> pd.DataFrame:
     return as_pandas(relation.filter(f"{column} = {literal}"))
 
 
-def rows_kept(relation, by: str, keep, max_rows: int) -> pd.DataFrame:
+def rows_kept(relation, by: str, keep, max_rows: int, sizes: dict[str, int] | None = None) -> pd.DataFrame:
     """`keep(frame)` applied to a dbt Python model's input: to all of it at once when it has at most
     `max_rows` rows, else to the rows of one value of `by` at a time, the parts put together, so that
-    memory follows the largest part and what is kept."""
-    sizes = group_sizes(relation, by)
+    memory follows the largest part and what is kept. `sizes`: `group_sizes(relation, by)` if the caller
+    has it already."""
+    sizes = group_sizes(relation, by) if sizes is None else sizes
     if sum(sizes.values()) <= max_rows:
         return keep(as_pandas(relation))
     parts = [keep(rows_where(relation, by, value)) for value in sorted(sizes)]

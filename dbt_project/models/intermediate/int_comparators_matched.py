@@ -220,7 +220,7 @@ def model(dbt, session):
         fitted_on, batches = whole, [whole]
     else:
         fitted_on = rows_kept(relation, "matching_area_code", lambda frame: fit_sample(_prepared(frame), share),
-                              fit_rows)
+                              fit_rows, sizes)
         batches = (_prepared(rows_where(relation, "matching_area_code", area)) for area in sorted(sizes))
     # specifications sharing a model (the same history and risk sets) differ only in how many they keep
     fits = [
