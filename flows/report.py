@@ -22,6 +22,7 @@ feed freshness. A section whose table is absent is left out.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import io
 import math
@@ -59,6 +60,11 @@ class Section:
     columns: list[str]
     rows: list[list[str]]
     notes: list[str] = field(default_factory=list)
+
+    @functools.cached_property
+    def rendered(self) -> tuple[str, float, float] | None:
+        """The chart rendered once (`render_svg`), for both the HTML page and the PDF page."""
+        return render_svg(self.chart) if self.chart is not None else None
 
 
 class Tables:
@@ -533,12 +539,13 @@ def render_svg(chart: alt.TopLevelMixin) -> tuple[str, float, float] | None:
     return svg, *size
 
 
-def chart_svg(chart: alt.TopLevelMixin, title: str) -> str | None:
-    """The chart as inline SVG (rendered offline), labelled for screen readers; None when there is nothing to draw."""
-    rendered = render_svg(chart)
+def chart_svg(section: Section) -> str | None:
+    """A section's chart as inline SVG (rendered offline), labelled for screen readers; None when there is
+    nothing to draw."""
+    rendered = section.rendered
     if rendered is None:
         return None
-    label = html.escape(f"Chart: {title}. The figures are in the table below.", quote=True)
+    label = html.escape(f"Chart: {section.title}. The figures are in the table below.", quote=True)
     return rendered[0].replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
 
 
@@ -583,7 +590,7 @@ def render_html(sections: list[Section], published_at: str, end_dates: str) -> s
         parts.append(f'<section id="{section.key}" aria-labelledby="{section.key}-title">')
         parts.append(f'<h2 id="{section.key}-title">{html.escape(section.title)}</h2>')
         parts.append(f"<p>{html.escape(section.summary)}</p>")
-        svg = chart_svg(section.chart, section.title) if section.chart is not None else None
+        svg = chart_svg(section)
         if svg is not None:
             parts.append(f"<figure>{svg}</figure>")
         else:
@@ -629,9 +636,8 @@ def page_svg(section: Section, header: str) -> str:
     y += 6
     rows = section.rows[:PDF_TABLE_ROWS]
     table_height = 16 * (len(rows) + 1) + 30
-    rendered = render_svg(section.chart) if section.chart is not None else None
-    if rendered is not None:
-        svg, width, height = rendered
+    if section.rendered is not None:
+        svg, width, height = section.rendered
         room = PAGE_HEIGHT - MARGIN - y - table_height
         scale = min(1.0, (PAGE_WIDTH - 2 * MARGIN) / width, max(room, 120) / height)
         inner = svg.split(">", 1)[1].rsplit("</svg>", 1)[0]
