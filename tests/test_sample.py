@@ -200,7 +200,8 @@ def test_ambulance_weeks_overlap_revise_outcomes_and_cross_both_clock_changes() 
 
 
 def test_ambulance_files_every_28_days_hold_every_call_once(tmp_path: Path) -> None:
-    """--ambulance-every 28: files that meet end to end, so each call is in exactly one file and none is lost."""
+    """--ambulance-every 28: files that meet end to end, so each call is in exactly one file and none is lost,
+    with its final outcome (a provisional one is shown only where a later file revises it)."""
     weekly = generate(tmp_path / "weekly", Parameters(seed=3, **SMALL))
     truth = generate(tmp_path / "monthly", Parameters(seed=3, ambulance_every_days=28, **SMALL))
     files = sorted((tmp_path / "monthly" / "ambulance").glob("ambulance_RX7_*.csv"))
@@ -215,6 +216,14 @@ def test_ambulance_files_every_28_days_hold_every_call_once(tmp_path: Path) -> N
     assert set(calls["incident_id"]) == set(covered.filter(
         pl.col("call_received").str.slice(0, 10) >= (days[0] - dt.timedelta(days=28)).isoformat())["incident_id"])
     assert truth["parameters"]["ambulance_every_days"] == 28
+    # each call's outcome is the one the weekly files end with (the last of its versions there); only the last
+    # monthly file, which nothing revises, may show a provisional outcome, as the weekly feed's last file does
+    final = (concat(concat(read_ambulance(path)).with_columns(pl.lit(path.name).alias("file")) for path in weekly_files)
+             .sort("file").group_by("incident_id").agg(pl.col("call_outcome").last().alias("final_outcome")))
+    before_last = concat(concat(read_ambulance(path)) for path in files[:-1]).join(final, on="incident_id")
+    assert before_last.height > 100
+    assert before_last.filter(pl.col("call_outcome") != pl.col("final_outcome")).height == 0
+    assert weekly_calls["incident_id"].n_unique() < weekly_calls.height  # the weekly files overlap and revise
 
 
 def test_vcse_sheets_cover_every_variation() -> None:

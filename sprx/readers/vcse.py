@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import os
@@ -112,7 +111,6 @@ def column_letter(position: int) -> str:
     return letters
 
 
-@functools.lru_cache(maxsize=8192)  # the same headings meet the same spellings in every sheet of a service
 def edit_distance(first: str, second: str) -> int:
     """Edits (insert, delete, substitute, swap two neighbours) that turn one text into the other."""
     previous2: list[int] = []

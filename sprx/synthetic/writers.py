@@ -503,7 +503,7 @@ class AmbulanceWriter:
         return f"NW{self.grid.date(day):%y%m%d}{self.sequence[day]:04d}"
 
     def delivered(self, day: int) -> bool:
-        """True when a call on this day appears in at least one weekly file."""
+        """True when a call on this day appears in at least one file."""
         return bool(self.file_days.size) and self.first_covered_day <= day < int(self.file_days[-1])
 
     def add(self, block: Block, untraced: np.ndarray) -> None:
@@ -546,9 +546,14 @@ class AmbulanceWriter:
         complaint = COMPLAINTS[calls["complaint"][c] % len(COMPLAINTS)]
         communal = "Y" if calls["communal"][c] else "N"
         hospital = HOSPITALS[calls["hospital"][c]] if outcome == "see_and_convey" else ""
-        for index, file_day in enumerate(self.file_days[(self.file_days > day) & (self.file_days <= day + self.WINDOW_DAYS)]):
+        files = self.file_days[(self.file_days > day) & (self.file_days <= day + self.WINDOW_DAYS)]
+        # a provisional outcome is shown only where a later file revises it (or in the feed's last file): with
+        # files 22 to 28 days apart a call is in one file only, and its outcome must be the final one
+        revisable = files.size > 1 or (files.size == 1 and files[0] == self.file_days[-1])
+        for index, file_day in enumerate(files):
             shown_outcome, shown_hospital = outcome, hospital
-            if index == 0 and calls["provisional"][c] and file_day - day <= 7 and field != "call_outcome":
+            if (index == 0 and revisable and calls["provisional"][c] and file_day - day <= 7
+                    and field != "call_outcome"):
                 shown_outcome, shown_hospital = "see_and_treat", ""
             cells = [incident, f"{date.isoformat()} {time_text}", number, dob, sex, postcode, arp, shown_outcome,
                      shown_hospital, complaint, communal, flag]

@@ -74,9 +74,7 @@ def erase_one_row_each(warehouse: Path) -> None:
         connection.close()
 
 
-def test_incremental_build_equals_full_refresh(sprx_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # only the incremental models and their own tests: not the tests that also read models left unbuilt
-    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")
+def test_incremental_build_equals_full_refresh(sprx_home: Path) -> None:
     warehouse = sprx_home / "warehouse.duckdb"
     assert land_part(sprx_home, second=False) > 50
     ingest(sources=FEEDS)

@@ -1,7 +1,7 @@
 """The matched estimate recovers truth.json on a generated ICS large enough to say so (`make test-method`).
 
-A session fixture generates a synthetic ICS (not committed), ingests it into its own home and
-builds the warehouse; the overall effect rows of marts.mart_outcomes_by_deprivation are compared
+A module fixture generates a synthetic ICS (not committed), ingests it into its own home and
+builds the marts read here with everything upstream of them; the overall effect rows of marts.mart_outcomes_by_deprivation are compared
 with truth.json's intention-to-treat estimands, with a tolerance tighter than the 95% interval of
 the method this replaced (which recovered 29-69% of the true GP effect at 50,000 people), and the
 matched comparison is checked for balance. It is marked `method` and left out of the default suite (see
@@ -43,7 +43,7 @@ BUILT = ("+mart_outcomes_by_deprivation", "+mart_covariate_balance", "+mart_even
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory, request) -> tuple[Path, dict]:
-    """A generated ICS, ingested and built in its own home: (warehouse, truth)."""
+    """A generated ICS, ingested into its own home, with the marts read here built: (warehouse, truth)."""
     root = tmp_path_factory.mktemp("method")
     # `sprx sample` writes the feeds in its own process while the session's Prefect server starts
     sample = subprocess.Popen(
@@ -51,8 +51,13 @@ def generated(tmp_path_factory, request) -> tuple[Path, dict]:
          "--seed", str(SEED), *(f"--{name.removesuffix('_days').replace('_', '-')}={days}"
                                 for name, days in CADENCE.items())],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    request.getfixturevalue("prefect_harness")
-    out, err = sample.communicate(timeout=600)
+    try:
+        request.getfixturevalue("prefect_harness")
+        out, err = sample.communicate(timeout=600)
+    finally:
+        if sample.poll() is None:  # the server did not start, or the generator hung: leave no process behind
+            sample.kill()
+            sample.wait()
     assert sample.returncode == 0, err[-3000:]
     truth = json.loads((root / "feeds" / "truth.json").read_text(encoding="utf-8"))
     assert {name: truth["parameters"][name] for name in CADENCE} == CADENCE
