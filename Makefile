@@ -95,7 +95,7 @@ TEST_WORKERS ?= 3
 test: install-test browser axe
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-# The fault-injection suite (kill -9 at 22 points, a full disk in each stage, a half-written file, two runs
+# The fault-injection suite (kill -9 at 23 points, a full disk in each stage, a half-written file, two runs
 # at once, a reader throughout), SPRX_FAULTS_WORKERS cases at a time (default 2): about 29 CPU-minutes, 31
 # minutes measured on this machine's two cores at load 3 to 13 (benchmarks/README.md), so a target of its
 # own, not part of `make test`; .ci/run runs it after `make test`.

@@ -4,7 +4,8 @@
     reprocess ─► rebuild_raw_zone (archive/ + landing/ into a new file, swapped in) ─► report
 
 Tasks are coarse (one per source, not per file or row): Prefect costs per task. Each file still
-loads in its own transaction, and once its status is final moves to archive/ (`flows.archive`).
+loads in its own transaction (SystmOne deltas in batches of many: `flows.load`), and once its status is final
+and its transaction committed moves to archive/ (`flows.archive`).
 Tasks return counts and reasons only, never patient rows, and do not persist results. Each run
 records itself in audit.pipeline_runs (stage "ingest") and refreshes $SPRX_HOME/status.json.
 """
@@ -298,8 +299,9 @@ class Loaded:
 
 @task(retries=1, retry_delay_seconds=10, persist_result=False)
 def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str | None = None) -> Loaded:
-    """Load each new delivery in its own transaction and archive the ones whose status is final; return
-    what happened to each and how many moved to archive/.
+    """Load each new delivery in its own transaction (SystmOne deltas in batches, `Loader.join_batch`) and
+    archive the ones whose status is final once their transaction has committed; return what happened to each
+    and how many moved to archive/.
 
     A delivery already recorded is not read again (a held one waits for `accept`); when its status is
     final it is archived now (a crash after its load, or a copy put back in landing/). A file that changes
@@ -310,19 +312,29 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
     key = load_key(settings)
     archive = archive_dir(settings.home)
     loaded = Loaded()
+    committing: list[Delivery] = []  # final, in the open batch: archived when it commits
 
     def archive_one(loader: Loader, delivery: Delivery) -> None:
+        if loader.in_batch:  # not before its load is committed
+            committing.append(delivery)
+            return
         try:
             loaded.archived += archive_delivery(loader, delivery, archive)
         except ArchiveChanged as error:
             logger.error("%s", error)
             loaded.changed.append(str(error))
 
+    def archive_committed() -> None:
+        for delivery in committing:
+            archive_one(loader, delivery)
+        committing.clear()
+
     connection = connect(settings.warehouse_path)
     try:
         record_duckdb_settings(connection, "ingest")
         loader = Loader(connection, key, run_id=run_id, home=settings.home)
         for delivery in sorted(deliveries, key=_order):
+            loader.join_batch(delivery, after_commit=archive_committed)
             accepted = delivery.relative in accept
             recorded = loader.recorded_status(delivery)
             if recorded is not None and not (accepted and recorded == "held"):
@@ -344,6 +356,8 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
             if result.status in ARCHIVED_STATUSES:
                 archive_one(loader, delivery)
             progress_advance()
+        loader.commit_batch()
+        archive_committed()
     finally:
         connection.close()
     return loaded
@@ -595,6 +609,7 @@ def rebuild_raw_zone(run_id: str) -> tuple[list[FileResult], int]:
         try:
             loader = Loader(connection, key, run_id=run_id, home=settings.home)
             for delivery in deliveries:
+                loader.join_batch(delivery)
                 if loader.already_loaded(delivery):
                     skipped += 1
                     continue
@@ -606,6 +621,7 @@ def rebuild_raw_zone(run_id: str) -> tuple[list[FileResult], int]:
                 logger.info("%s %s: %s received, %s loaded, %s rejected", result.status, result.relative,
                             result.rows_received, result.rows_loaded, result.rows_rejected)
                 results.append(result)
+            loader.commit_batch()
             _carry_runs(connection, runs)
             connection.execute("checkpoint")
         finally:

@@ -1,7 +1,12 @@
 """Load one delivered file into the raw zone: parse, validate, pseudonymise, apply, account.
 
 Each file is one DuckDB transaction: either all its accepted rows, its rejected rows and its
-audit row commit together, or nothing does. A file-level problem (unreadable, wrong name, a
+audit row commit together, or nothing does. SystmOne deltas, hundreds a year per practice and a few
+thousand rows each, are loaded in batches: many deliveries in one transaction, each file's rows
+staged apart and applied with one upsert per table when the batch commits (an upsert costs about
+20 ms on a table of a million rows however few rows it carries). A file-level problem in a batch
+undoes that file's own staged and quarantined rows only; any other error rolls the whole batch back,
+and its files stay in landing/ for the next run. A file-level problem (unreadable, wrong name, a
 required column missing, the practice in the name not matching the rows) rejects the file with
 one message; a row-level problem quarantines the row in ``audit.rejected_rows``.
 """
@@ -12,7 +17,7 @@ import datetime as dt
 import hashlib
 import hmac
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -41,6 +46,13 @@ SOURCES = ("emis", "systmone", "ambulance", "vcse")
 CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 # The time zone extract dates are written in: a file dated today in the UK is not in the future at 00:30 BST.
 EXTRACT_TIMEZONE = ZoneInfo("Europe/London")
+# Sources whose deliveries are loaded in batches (`Loader.join_batch`), and a batch's size: it commits when it
+# holds this many rows or deliveries. Smaller batches lose less work to a crash; larger ones pay fewer upserts.
+BATCHED_SOURCES = ("systmone",)
+BATCH_MAX_ROWS = 500_000
+BATCH_MAX_FILES = 250
+# A batch keeps staged rows in memory up to this many, then appends them to its tables in DuckDB.
+BATCH_FLUSH_ROWS = 100_000
 
 
 def uk_today() -> dt.date:
@@ -112,6 +124,47 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# SystmOne table -> its raw table.
+SYSTMONE_TABLES = {"patient": "raw.systmone_patients", "code": "raw.systmone_codes",
+                   "appointment": "raw.systmone_appointments"}
+# Per file of a batch, its deletions of rows neither the raw table nor an earlier file of the batch holds.
+_UNKNOWN_DELETIONS = """
+with latest as (
+    select file_id, ordinal, practice_code, row_identifier, is_removed from {staged}
+    qualify row_number() over (partition by file_id, row_identifier order by row_number desc) = 1),
+first_seen as (
+    select practice_code, row_identifier, min(ordinal) as first_ordinal from {staged} group by all)
+select latest.file_id, count(*) from latest join first_seen using (practice_code, row_identifier)
+where latest.is_removed and latest.ordinal = first_seen.first_ordinal
+  and not exists (select 1 from {target} as held
+                  where held.practice_code = latest.practice_code and held.row_identifier = latest.row_identifier)
+group by latest.file_id
+"""
+
+
+@dataclass
+class _Batch:
+    """SystmOne deltas loaded in one open transaction, not yet applied to the raw tables.
+
+    Staged rows carry their file's id, practice, extract date and place in the batch (`ordinal`); rows wait
+    in memory (`pending`) and are appended to a temporary table per SystmOne table (`batch_systmone_<table>`)
+    in bounded chunks. Quarantined rows wait the same way before audit.rejected_rows."""
+
+    ordinal: int = 0
+    rows: int = 0
+    pending: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
+    pending_rejected: list[pl.DataFrame] = field(default_factory=list)
+    pending_rows: int = 0
+    created: set[str] = field(default_factory=set)  # SystmOne tables whose batch table exists
+    removals: set[str] = field(default_factory=set)  # SystmOne tables with a deletion in the batch
+    flushed: set[int] = field(default_factory=set)  # files with rows already appended in DuckDB
+    files: dict[int, tuple[list[str], FileResult]] = field(default_factory=dict)  # file id: its notes, result
+
+    @property
+    def full(self) -> bool:
+        return self.rows >= BATCH_MAX_ROWS or len(self.files) >= BATCH_MAX_FILES
+
+
 class Loader:
     """Loads deliveries into one open warehouse connection."""
 
@@ -124,6 +177,7 @@ class Loader:
         self.run_id = run_id  # recorded on every audit.file_loads row this loader writes
         self.home = home  # SPRX_HOME, where VCSE services' confirmed headings are remembered (None: none are)
         self._columns: dict[str, list[str]] = {}  # a raw table's columns, read once
+        self._batch: _Batch | None = None  # the open batch of SystmOne deltas, if any
         verify_key(connection, key)  # tokens under another key would link no one: KeyMismatchError
 
     # --- bookkeeping -----------------------------------------------------------------------
@@ -184,7 +238,21 @@ class Loader:
     # --- entry point -----------------------------------------------------------------------
 
     def load(self, delivery: Delivery, *, accept: bool = False) -> FileResult:
-        """Load one delivery in one transaction and record what happened."""
+        """Load one delivery in one transaction (or in the open batch) and record what happened.
+
+        A SystmOne delta loaded outside a batch is a batch of one."""
+        batched = delivery.source in BATCHED_SOURCES
+        if batched and self._batch is None:
+            self.begin_batch()
+            try:
+                result = self.load(delivery, accept=accept)
+            except BaseException:
+                self.rollback_batch()
+                raise
+            self.commit_batch()
+            return result
+        if self._batch is not None and not batched:
+            raise RuntimeError(f"a {delivery.source} file cannot join a batch of SystmOne deltas: commit it first")
         original = self._duplicate_of(delivery)
         if original is not None and original != delivery.relative:
             result = FileResult(delivery.relative, delivery.source, "duplicate",
@@ -193,12 +261,13 @@ class Loader:
                 organisation, extract_date = self._identify(delivery)
             except FeedFileError:
                 organisation, extract_date = None, None
-            self.connection.execute("begin")
+            self._begin()
             self._record(delivery, result, organisation=organisation, extract_date=extract_date)
-            self.connection.execute("commit")
+            self._commit()
             return result
         organisation, extract_date = None, None
-        self.connection.execute("begin")
+        self._begin()
+        file_id = None
         try:
             file_id = self._one("select nextval('audit.file_id_sequence')")[0]
             organisation, extract_date = self._identify(delivery)
@@ -211,10 +280,10 @@ class Loader:
                 self.connection.execute("delete from audit.file_loads where file_id = ?", [old_id])
             self._check_unchanged(delivery)
             self._record(delivery, result, organisation=organisation, extract_date=extract_date, file_id=file_id)
-            self.connection.execute("commit")
+            self._commit()
             return result
         except (FeedFileError, HeldFile, Superseded) as problem:
-            self.connection.execute("rollback")
+            self._rollback(file_id)
             self._check_unchanged(delivery)  # a verdict on half a file is no verdict
             # by kind, subclasses included (the VCSE reader's HeaderProblem is a FeedFileError)
             status = "held" if isinstance(problem, HeldFile) else (
@@ -222,13 +291,154 @@ class Loader:
             result = FileResult(delivery.relative, delivery.source, status, message=str(problem))
             if status == "rejected":
                 result.reasons[str(problem)] += 1
-            self.connection.execute("begin")
+            self._begin()
             self._record(delivery, result, organisation=organisation, extract_date=extract_date)
-            self.connection.execute("commit")
+            self._commit()
             return result
-        except BaseException:
-            self.connection.execute("rollback")
+        except (FileChanged, FileNotFoundError):
+            self._rollback(file_id)  # in a batch, this file alone: the others go on
             raise
+        except BaseException:
+            if self._batch is not None:
+                self.rollback_batch()
+            else:
+                self.connection.execute("rollback")
+            raise
+
+    # --- transactions: one per file, or one per batch of SystmOne deltas --------------------
+
+    def commit(self) -> None:
+        """Commit the open load transaction (a file's, or a batch's)."""
+        self.connection.execute("commit")
+
+    def _begin(self) -> None:
+        if self._batch is None:
+            self.connection.execute("begin")
+
+    def _commit(self) -> None:
+        if self._batch is None:
+            self.commit()
+
+    def _rollback(self, file_id: int | None) -> None:
+        """Undo a file's work: its transaction, or in a batch only what it staged and quarantined."""
+        if self._batch is None:
+            self.connection.execute("rollback")
+            return
+        batch = self._batch
+        batch.files.pop(file_id, None)
+        for table, frames in batch.pending.items():
+            batch.pending[table] = [frame for frame in frames if frame.item(0, "file_id") != file_id]
+        batch.pending_rejected = [frame for frame in batch.pending_rejected if frame.item(0, "file_id") != file_id]
+        batch.pending_rows = sum(frame.height for frames in batch.pending.values() for frame in frames)
+        if file_id in batch.flushed:
+            for table in batch.created:
+                self.connection.execute(f"delete from batch_systmone_{table} where file_id = ?", [file_id])
+            self.connection.execute("delete from audit.rejected_rows where file_id = ?", [file_id])
+
+    @property
+    def in_batch(self) -> bool:
+        return self._batch is not None
+
+    def join_batch(self, delivery: Delivery, after_commit: Callable[[], None] | None = None) -> None:
+        """Get ready to load `delivery`: commit the open batch when the delivery cannot join it (another source,
+        or the batch is full), then call `after_commit` (outside any transaction: archive what the batch took),
+        and open a batch for a SystmOne delta."""
+        batched = delivery.source in BATCHED_SOURCES
+        if self._batch is not None and (not batched or self._batch.full):
+            self.commit_batch()
+            if after_commit is not None:
+                after_commit()
+        if batched and self._batch is None:
+            self.begin_batch()
+
+    def begin_batch(self) -> None:
+        """Open a batch: the SystmOne deltas loaded until `commit_batch` share one transaction."""
+        if self._batch is not None:
+            raise RuntimeError("a batch is already open")
+        self.connection.execute("begin")
+        self._batch = _Batch()
+
+    def rollback_batch(self) -> None:
+        """Drop the open batch and everything it loaded (its files stay unrecorded)."""
+        if self._batch is not None:
+            self._batch = None
+            self.connection.execute("rollback")
+
+    def commit_batch(self) -> bool:
+        """Apply the open batch's staged rows to the raw tables and commit it; False when none was open.
+
+        Per table and row identifier the row applied is the one with the latest extract date, then the
+        latest file in the batch, then the last row in its file, and only where no later extract is held:
+        what applying each file in turn would leave (a delta never overrides a later one)."""
+        batch = self._batch
+        if batch is None:
+            return False
+        try:
+            self._flush(batch)
+            unknown: Counter = Counter()
+            for table in sorted(batch.created):
+                target = SYSTMONE_TABLES[table]
+                if table in batch.removals:
+                    unknown.update(dict(self.connection.execute(_UNKNOWN_DELETIONS.format(
+                        staged=f"batch_systmone_{table}", target=target)).fetchall()))
+                if target not in self._columns:
+                    self._columns[target] = [row[0] for row in self.connection.execute(
+                        f"describe {target}").fetchall()]
+                columns = self._columns[target]
+                updates = ", ".join(f"{name} = excluded.{name}" for name in columns
+                                    if name not in ("practice_code", "row_identifier"))
+                self.connection.execute(
+                    f"insert into {target} select {', '.join(columns)} from batch_systmone_{table} "
+                    "qualify row_number() over (partition by practice_code, row_identifier "
+                    "order by extract_date desc, ordinal desc, row_number desc) = 1 "
+                    f"on conflict (practice_code, row_identifier) do update set {updates} "
+                    f"where excluded.extract_date >= {target.split('.')[1]}.extract_date")
+                self.connection.execute(f"drop table batch_systmone_{table}")
+            for file_id, count in sorted(unknown.items()):
+                notes, result = batch.files[file_id]
+                notes.append(f"{count} deletion(s) of rows the warehouse has not seen; kept so that they stay "
+                             "deleted")
+                result.message = "; ".join(notes)
+                self.connection.execute("update audit.file_loads set message = ? where file_id = ?",
+                                        [result.message, file_id])
+            self.commit()
+        except BaseException:
+            self.rollback_batch()
+            raise
+        self._batch = None
+        return True
+
+    def _add_to_batch(self, table: str, frame: pl.DataFrame) -> None:
+        batch = self._batch
+        batch.pending.setdefault(table, []).append(frame)
+        batch.pending_rows += frame.height
+        batch.rows += frame.height
+        if batch.pending_rows >= BATCH_FLUSH_ROWS:
+            self._flush(batch)
+
+    def _flush(self, batch: _Batch) -> None:
+        """Append the batch's rows waiting in memory to its tables in DuckDB."""
+        for table, frames in batch.pending.items():
+            if not frames:
+                continue
+            staged = f"batch_systmone_{table}"
+            self.connection.register("batch_rows", pl.concat(frames, how="vertical_relaxed").to_arrow())
+            try:
+                if table not in batch.created:  # the raw table's columns and types, and the order of the rows
+                    self.connection.execute(f"create or replace temp table {staged} as select *, "
+                                            f"0::bigint as row_number, 0::integer as ordinal "
+                                            f"from {SYSTMONE_TABLES[table]} limit 0")
+                    batch.created.add(table)
+                self.connection.execute(f"insert into {staged} by name select * from batch_rows")
+            finally:
+                self.connection.unregister("batch_rows")
+            batch.flushed.update(frame.item(0, "file_id") for frame in frames)
+        batch.pending = {}
+        if batch.pending_rejected:
+            self._insert_rejected(pl.concat(batch.pending_rejected))
+            batch.flushed.update(frame.item(0, "file_id") for frame in batch.pending_rejected)
+            batch.pending_rejected = []
+        batch.pending_rows = 0
 
     @staticmethod
     def _check_unchanged(delivery: Delivery) -> None:
@@ -284,6 +494,12 @@ class Loader:
             pl.lit(file_id, dtype=pl.Int64).alias("file_id"), pl.lit(path).alias("path"),
             "row_number", "field", "reason", pl.col("value").cast(pl.String),
         )
+        if self._batch is not None:
+            self._batch.pending_rejected.append(frame)
+        else:
+            self._insert_rejected(frame)
+
+    def _insert_rejected(self, frame: pl.DataFrame) -> None:
         self.connection.register("rejected_batch", frame.to_arrow())
         try:
             self.connection.execute("insert into audit.rejected_rows select * from rejected_batch")
@@ -374,56 +590,33 @@ class Loader:
     # --- SystmOne: deltas keyed by RowIdentifier -------------------------------------------
 
     def _load_systmone(self, delivery, file_id, extract_date, practice, accept) -> FileResult:
+        """Stage a delta's three tables in the open batch; they are applied when it commits (`commit_batch`)."""
         result = FileResult(delivery.relative, "systmone", "loaded")
         extract = systmone_source.read_systmone(delivery.path)
         notes = list(extract.notices)
-        tables = {
-            "patient": ("raw.systmone_patients", validate_systmone_patient, self._systmone_patients),
-            "code": ("raw.systmone_codes", validate_systmone_code, self._systmone_events),
-            "appointment": ("raw.systmone_appointments", validate_systmone_appointment, self._systmone_events),
-        }
-        unknown_deletions = 0
-        for table, (target, validate, shape) in tables.items():
+        shapes = {"patient": (validate_systmone_patient, self._systmone_patients),
+                  "code": (validate_systmone_code, self._systmone_events),
+                  "appointment": (validate_systmone_appointment, self._systmone_events)}
+        batch = self._batch
+        batch.ordinal += 1
+        bookkeeping = (pl.lit(practice).alias("practice_code"), pl.lit(extract_date).alias("extract_date"),
+                       pl.lit(file_id, dtype=pl.Int64).alias("file_id"),
+                       pl.lit(batch.ordinal, dtype=pl.Int32).alias("ordinal"))
+        for table, (validate, shape) in shapes.items():
             member = f"{delivery.relative}/{systmone_source.TABLES[table][0]}"
-            first, removals = True, False
             for chunk in self._chunks(extract.read(table), result):
                 self._check_practice(chunk.filter(pl.col("removed_data") != "1"), "organisation_code", practice,
                                      "IDOrganisation")
                 validated = validate(chunk, extract_date=extract_date, practice_code=practice)
                 self._quarantine(validated, file_id, member, result)
                 staged = shape(validated.valid, table, extract_date)
-                removals = removals or bool(staged.get_column("is_removed").any())
-                self._stage("stage_systmone", staged, first)
-                first = False
-            if first:
-                continue
-            if target not in self._columns:
-                self._columns[target] = [row[0] for row in self.connection.execute(f"describe {target}").fetchall()]
-            columns = self._columns[target]
-            latest = ("(select * from stage_systmone qualify row_number() over "
-                      "(partition by row_identifier order by row_number desc) = 1)")
-            if removals:
-                unknown_deletions += self._one(
-                    f"select count(*) from {latest} s where s.is_removed and not exists "
-                    f"(select 1 from {target} t where t.practice_code = ? and t.row_identifier = s.row_identifier)",
-                    [practice],
-                )[0]
-            bookkeeping = {"practice_code": practice, "extract_date": extract_date, "file_id": file_id}
-            values = ", ".join("?" if name in bookkeeping else name for name in columns)
-            parameters = [bookkeeping[name] for name in columns if name in bookkeeping]
-            updates = ", ".join(f"{name} = excluded.{name}" for name in columns
-                                if name not in ("practice_code", "row_identifier"))
-            self.connection.execute(
-                f"insert into {target} select {values} from {latest} "
-                f"on conflict (practice_code, row_identifier) do update set {updates} "
-                f"where excluded.extract_date >= {target.split('.')[1]}.extract_date",
-                parameters,
-            )
-        if unknown_deletions:
-            notes.append(f"{unknown_deletions} deletion(s) of rows the warehouse has not seen; kept so that "
-                         "they stay deleted")
+                if staged.height:
+                    if staged.get_column("is_removed").any():
+                        batch.removals.add(table)
+                    self._add_to_batch(table, staged.with_columns(*bookkeeping))
         result.rows_loaded = result.rows_received - result.rows_rejected
         result.message = "; ".join(notes) if notes else "delta applied"
+        batch.files[file_id] = (notes, result)
         return result
 
     def _systmone_patients(self, valid: pl.DataFrame, table: str, extract_date: dt.date) -> pl.DataFrame:

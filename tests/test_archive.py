@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+import flows.load
 from flows.ingest import BACKUP_NAME, REBUILD_NAME, _delivery, ingest
 from flows.load import Loader
 from flows.warehouse import DDL, RAW_TABLES, connect
@@ -229,6 +230,25 @@ def slice_home(ingested_slice: Path, tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("SPRX_HOME", str(home))
     monkeypatch.setenv("SPRX_PSEUDONYMISATION_KEY", TEST_KEY)
     return home
+
+
+def test_systmone_deltas_in_full_batches_are_archived_once_each_batch_commits(ingested_slice: Path, sprx_home: Path,
+                                                                              monkeypatch) -> None:
+    """With batches of two SystmOne deltas (each full batch commits as the next delta comes), one run takes every
+    file, archives each once its batch has committed, and leaves what the default batches left."""
+    monkeypatch.setattr(flows.load, "BATCH_MAX_FILES", 2)
+    shutil.copytree(ingested_slice / "archive", sprx_home / "landing")
+    shutil.copytree(ingested_slice / "landing", sprx_home / "landing", dirs_exist_ok=True)
+    summary = ingest()
+    assert summary.by_status()["loaded"] == len(summary.files) - 3
+    assert files_under(sprx_home / "archive") == files_under(ingested_slice / "archive")
+    assert files_under(sprx_home / "landing") == files_under(ingested_slice / "landing")
+    state, expected = full_state(sprx_home / "warehouse.duckdb"), full_state(ingested_slice / "warehouse.duckdb")
+    # (VCSE rows carry the time their sheet was received, which is this run's)
+    compared = [table for table in (*RAW_TABLES, "audit.rejected_rows") if table != "raw.vcse_attendances"]
+    assert {table: state[table] for table in compared} == {table: expected[table] for table in compared}
+    trail = "select path, status, rows_received, rows_loaded, rows_rejected, message, archived_path from audit.file_loads"
+    assert sorted(audit(sprx_home, trail)) == sorted(audit(ingested_slice, trail))
 
 
 def test_reprocess_rebuilds_the_same_raw_zone_and_audit_trail(slice_home: Path, capsys) -> None:

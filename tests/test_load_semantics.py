@@ -15,6 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+import flows.load
+
 from flows.ingest import SOURCE_FOLDERS, _delivery, _deliveries_in, _order
 from flows.load import Loader
 from flows.warehouse import RAW_TABLES, connect
@@ -52,15 +54,31 @@ def deliveries(landing: Path):
     return found
 
 
-def load_all(warehouse: Path, order: list) -> None:
+def load_all(warehouse: Path, order: list, *, batched: bool = False) -> None:
+    """Load deliveries in this order, each alone or (batched) SystmOne deltas in batches as the ingest does."""
     connection = connect(warehouse)
     try:
         loader = Loader(connection, KEY)
         for delivery in order:
+            if batched:
+                loader.join_batch(delivery)
             if not loader.already_loaded(delivery):
                 loader.load(delivery)
+        loader.commit_batch()
     finally:
         connection.close()
+
+
+def audit_trail(warehouse: Path) -> dict[str, list]:
+    """What the audit tables say of each file (file ids given as the file's path)."""
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        return {
+            "file_loads": connection.execute(
+                "select path, status, rows_received, rows_loaded, rows_rejected, message from audit.file_loads "
+                "order by path, sha256").fetchall(),
+            "rejected_rows": connection.execute(
+                "select f.path, r.path, r.row_number, r.field, r.reason, r.value from audit.rejected_rows r "
+                "join audit.file_loads f using (file_id) order by all").fetchall()}
 
 
 def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Path) -> None:
@@ -80,6 +98,51 @@ def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Pa
     random.Random(8).shuffle(shuffled)
     load_all(tmp_path / "shuffled.duckdb", shuffled)
     assert raw_state(tmp_path / "shuffled.duckdb") == expected
+    # SystmOne deltas in one batch: in order, the same raw zone and the same account of every file (a deletion
+    # of a row an earlier delta of the batch added is not reported as unknown)
+    systmone = [delivery for delivery in in_order if delivery.source == "systmone"]
+    others = [delivery for delivery in in_order if delivery.source != "systmone"]
+    assert len(systmone) > 20
+    load_all(tmp_path / "batched.duckdb", in_order, batched=True)
+    assert raw_state(tmp_path / "batched.duckdb") == expected
+    assert audit_trail(tmp_path / "batched.duckdb") == audit_trail(tmp_path / "ordered.duckdb")
+    assert any("deletion(s) of rows the warehouse has not seen" in message
+               for *_, message in audit_trail(tmp_path / "batched.duckdb")["file_loads"])
+    # newest first and shuffled within one batch: an older delta never overrides a newer one
+    load_all(tmp_path / "batched-reversed.duckdb", others + list(reversed(systmone)), batched=True)
+    assert raw_state(tmp_path / "batched-reversed.duckdb") == expected
+    random.Random(9).shuffle(systmone)
+    load_all(tmp_path / "batched-shuffled.duckdb", systmone[:len(systmone) // 2] + others
+             + systmone[len(systmone) // 2:], batched=True)
+    assert raw_state(tmp_path / "batched-shuffled.duckdb") == expected
+
+
+@pytest.mark.parametrize("flush_rows", [1, flows.load.BATCH_FLUSH_ROWS], ids=["flushed", "in-memory"])
+def test_a_delta_rejected_inside_a_batch_leaves_the_others_as_if_it_had_not_come(
+        landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flush_rows: int) -> None:
+    """A file-level problem part way through a delta (a row of its third table names another practice) rejects
+    that file alone: none of its staged or quarantined rows remain, whether they were still in memory or
+    already in DuckDB, and the batch's other files load."""
+    monkeypatch.setattr(flows.load, "BATCH_FLUSH_ROWS", flush_rows)
+    folders = sorted((d for d in deliveries(landing) if d.source == "systmone" and d.path.is_dir()), key=_order)
+    first, second, third = folders[:3]
+    bad = tmp_path / "bad-landing" / second.relative
+    shutil.copytree(second.path, bad)
+    appointments = bad / "SRAppointment.csv"
+    lines = appointments.read_bytes().split(b"\n")
+    practice = second.path.name.split("_")[1].encode()
+    kept = next(i for i, line in enumerate(lines) if line.rstrip(b"\r").endswith(b"," + practice + b",0"))
+    lines[kept] = lines[kept].replace(b"," + practice + b",", b",Y99999,")
+    appointments.write_bytes(b"\n".join(lines))
+    rejected = _delivery(tmp_path / "bad-landing", bad, "systmone")
+    load_all(tmp_path / "alone.duckdb", [first, third], batched=True)
+    load_all(tmp_path / "with-bad.duckdb", [first, rejected, third], batched=True)
+    assert raw_state(tmp_path / "with-bad.duckdb") == raw_state(tmp_path / "alone.duckdb")
+    alone, trail = audit_trail(tmp_path / "alone.duckdb"), audit_trail(tmp_path / "with-bad.duckdb")
+    assert trail["rejected_rows"] == alone["rejected_rows"]
+    assert [row for row in trail["file_loads"] if row not in alone["file_loads"]] == [
+        (second.relative, "rejected", 0, 0, 0, next(row[-1] for row in trail["file_loads"] if row[1] == "rejected"))]
+    assert "Y99999" in next(row[-1] for row in trail["file_loads"] if row[1] == "rejected")
 
 
 def test_an_older_emis_export_after_a_newer_one_is_superseded(landing: Path, tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ and system calls the pipeline goes through, so the product carries no test hooks
 
 - ``before:STAGE`` / ``after:STAGE``: a stage boundary of `sprx run` (STAGE: ingest, build, publish);
 - ``staged:N``: inside the Nth file's load transaction, rows staged and its audit row written, not committed;
-- ``committed:N``: the Nth file's load committed, the file not yet archived;
+- ``committed:N``: the Nth load transaction committed (a file's, or a batch of SystmOne deltas'), its files
+  not yet archived;
 - ``marked:N``: the Nth archive path recorded, the file not yet moved;
 - ``archived:N``: the Nth file renamed into archive/, not yet checked, stamped or made read-only;
 - ``recorded:STAGE``: a stage's work done, its completion not yet recorded in audit.pipeline_runs;
@@ -74,7 +75,7 @@ def install(point: str) -> None:
     elif kind == "committed":
         from flows.load import Loader
 
-        _wrap_attribute(Loader, "load", after=_nth(int(argument)))
+        _wrap_attribute(Loader, "commit", after=_nth(int(argument)))
     elif kind == "marked":
         from flows.load import Loader
 

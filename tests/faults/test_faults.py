@@ -49,11 +49,14 @@ RUN_TIME_COLUMNS = ("received", "loaded_at", "days_silent", "is_late", "as_of_da
 FILE_ID_COLUMN = "file_id"
 FILE_ID_KEYS = ("file_rejection_reason_key",)  # mart_data_quality_reasons: md5(file_id | field | reason)
 # kill -9 points (tests/faults/inject.py): the stage boundaries of `sprx run`, then points inside ingest (in a
-# file's load transaction, between load and archive, in the move to archive/, before the run is recorded),
+# file's load transaction, between load and archive, in the move to archive/, before the run is recorded; in the
+# slice's order, staged:7 is the fifth SystmOne delta of a batch of eleven, committed:3 that batch's commit with
+# none of its files archived yet),
 # inside the dbt build (after its 1st, 60th and 150th node) and inside publish.
 KILL_POINTS = (
     "before:ingest", "after:ingest", "before:build", "after:build", "before:publish", "after:publish",
-    "staged:1", "staged:7", "committed:2", "committed:9", "marked:3", "archived:1", "archived:7", "recorded:ingest",
+    "staged:1", "staged:7", "committed:2", "committed:3", "committed:9", "marked:3", "archived:1", "archived:7",
+    "recorded:ingest",
     "dbt-node:1", "dbt-node:60", "dbt-node:150", "recorded:build",
     "publish-task:export_release", "publish-task:check_release", "published:1", "recorded:publish",
 )
