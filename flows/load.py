@@ -4,9 +4,9 @@ Each file is one DuckDB transaction: either all its accepted rows, its rejected 
 audit row commit together, or nothing does. SystmOne deltas, hundreds a year per practice and a few
 thousand rows each, are loaded in batches: many deliveries in one transaction, each file's rows
 staged apart and applied with one upsert per table when the batch commits (an upsert costs about
-20 ms on a table of a million rows however few rows it carries). A file-level problem in a batch
-undoes that file's own staged and quarantined rows only; any other error rolls the whole batch back,
-and its files stay in landing/ for the next run. A file-level problem (unreadable, wrong name, a
+20 ms on a table of a million rows however few rows it carries). A file-level problem in a batch,
+or a file that changes or disappears while it is read, undoes that file's own staged and quarantined
+rows only; any other error rolls the whole batch back, and its files stay in landing/ for the next run. A file-level problem (unreadable, wrong name, a
 required column missing, the practice in the name not matching the rows) rejects the file with
 one message; a row-level problem quarantines the row in ``audit.rejected_rows``.
 """
@@ -329,7 +329,8 @@ class Loader:
         for table, frames in batch.pending.items():
             batch.pending[table] = [frame for frame in frames if frame.item(0, "file_id") != file_id]
         batch.pending_rejected = [frame for frame in batch.pending_rejected if frame.item(0, "file_id") != file_id]
-        batch.pending_rows = sum(frame.height for frames in batch.pending.values() for frame in frames)
+        batch.pending_rows = sum(frame.height for frames in (*batch.pending.values(), batch.pending_rejected)
+                                 for frame in frames)
         if file_id in batch.flushed:
             for table in batch.created:
                 self.connection.execute(f"delete from batch_systmone_{table} where file_id = ?", [file_id])
@@ -408,11 +409,15 @@ class Loader:
         self._batch = None
         return True
 
-    def _add_to_batch(self, table: str, frame: pl.DataFrame) -> None:
+    def _add_to_batch(self, table: str | None, frame: pl.DataFrame) -> None:
+        """Queue one file's staged rows for a SystmOne table, or (table None) its quarantined rows."""
         batch = self._batch
-        batch.pending.setdefault(table, []).append(frame)
+        if table is None:
+            batch.pending_rejected.append(frame)
+        else:
+            batch.pending.setdefault(table, []).append(frame)
+            batch.rows += frame.height
         batch.pending_rows += frame.height
-        batch.rows += frame.height
         if batch.pending_rows >= BATCH_FLUSH_ROWS:
             self._flush(batch)
 
@@ -495,7 +500,7 @@ class Loader:
             "row_number", "field", "reason", pl.col("value").cast(pl.String),
         )
         if self._batch is not None:
-            self._batch.pending_rejected.append(frame)
+            self._add_to_batch(None, frame)
         else:
             self._insert_rejected(frame)
 

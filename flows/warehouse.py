@@ -45,7 +45,7 @@ create table if not exists audit.file_loads (
     organisation_code varchar,           -- practice ODS code, trust ODS code, or VCSE service id
     extract_date date,                   -- from the file name (VCSE: the date received)
     received_at timestamp not null,      -- when the file arrived in landing/ (UTC)
-    loaded_at timestamp,                 -- when its load committed (UTC)
+    loaded_at timestamp,                 -- when its load was recorded, in its transaction (UTC)
     rows_received bigint not null,       -- data rows taken in (header, title, blank and totals rows excluded)
     rows_loaded bigint not null,         -- rows that passed their contract
     rows_rejected bigint not null,       -- rows quarantined in audit.rejected_rows
@@ -362,7 +362,7 @@ def close_abandoned_runs(connection: duckdb.DuckDBPyConnection, current_run_id: 
 
 def load_watermark(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """What the raw zone holds, as two numbers a build records: how many files have loaded, and when the newest
-    load committed (microseconds since 1970, UTC). Any load changes both; a reprocess reloads every file later."""
+    load was recorded (microseconds since 1970, UTC). Any load changes both; a reprocess reloads every file later."""
     files, newest = connection.execute(
         "select count(*), coalesce(epoch_us(max(loaded_at)), 0) from audit.file_loads where status = 'loaded'"
     ).fetchone()

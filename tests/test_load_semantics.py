@@ -78,7 +78,13 @@ def audit_trail(warehouse: Path) -> dict[str, list]:
                 "order by path, sha256").fetchall(),
             "rejected_rows": connection.execute(
                 "select f.path, r.path, r.row_number, r.field, r.reason, r.value from audit.rejected_rows r "
-                "join audit.file_loads f using (file_id) order by all").fetchall()}
+                "left join audit.file_loads f using (file_id) order by all").fetchall()}
+
+
+def systmone_only(trail: dict[str, list]) -> dict[str, list]:
+    """The part of an audit trail about SystmOne deltas."""
+    return {part: [row for row in rows if row[0] is None or row[0].startswith("gp/systmone/")]
+            for part, rows in trail.items()}
 
 
 def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Path) -> None:
@@ -98,19 +104,25 @@ def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Pa
     random.Random(8).shuffle(shuffled)
     load_all(tmp_path / "shuffled.duckdb", shuffled)
     assert raw_state(tmp_path / "shuffled.duckdb") == expected
-    # SystmOne deltas in one batch: in order, the same raw zone and the same account of every file (a deletion
-    # of a row an earlier delta of the batch added is not reported as unknown)
+    # SystmOne deltas in batches, in order: as the ingest takes them (each run of deltas between other files is a
+    # batch) and all in one batch; the same raw zone and the same account of every file (a deletion of a row an
+    # earlier delta of the batch added is not reported as unknown)
     systmone = [delivery for delivery in in_order if delivery.source == "systmone"]
     others = [delivery for delivery in in_order if delivery.source != "systmone"]
     assert len(systmone) > 20
-    load_all(tmp_path / "batched.duckdb", in_order, batched=True)
-    assert raw_state(tmp_path / "batched.duckdb") == expected
-    assert audit_trail(tmp_path / "batched.duckdb") == audit_trail(tmp_path / "ordered.duckdb")
+    for name, order in (("batched", in_order), ("one-batch", others + systmone)):
+        load_all(tmp_path / f"{name}.duckdb", order, batched=True)
+        assert raw_state(tmp_path / f"{name}.duckdb") == expected, name
+        assert audit_trail(tmp_path / f"{name}.duckdb") == audit_trail(tmp_path / "ordered.duckdb"), name
     assert any("deletion(s) of rows the warehouse has not seen" in message
-               for *_, message in audit_trail(tmp_path / "batched.duckdb")["file_loads"])
-    # newest first and shuffled within one batch: an older delta never overrides a newer one
+               for *_, message in audit_trail(tmp_path / "one-batch.duckdb")["file_loads"])
+    # newest first in one batch: an older delta never overrides a newer one, and each delta's account (its
+    # deletions of unknown rows among it) is what loading the files one by one in that order gave
     load_all(tmp_path / "batched-reversed.duckdb", others + list(reversed(systmone)), batched=True)
     assert raw_state(tmp_path / "batched-reversed.duckdb") == expected
+    assert systmone_only(audit_trail(tmp_path / "batched-reversed.duckdb")) == systmone_only(
+        audit_trail(tmp_path / "reversed.duckdb"))
+    # shuffled, in two batches
     random.Random(9).shuffle(systmone)
     load_all(tmp_path / "batched-shuffled.duckdb", systmone[:len(systmone) // 2] + others
              + systmone[len(systmone) // 2:], batched=True)
@@ -120,9 +132,9 @@ def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Pa
 @pytest.mark.parametrize("flush_rows", [1, flows.load.BATCH_FLUSH_ROWS], ids=["flushed", "in-memory"])
 def test_a_delta_rejected_inside_a_batch_leaves_the_others_as_if_it_had_not_come(
         landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flush_rows: int) -> None:
-    """A file-level problem part way through a delta (a row of its third table names another practice) rejects
-    that file alone: none of its staged or quarantined rows remain, whether they were still in memory or
-    already in DuckDB, and the batch's other files load."""
+    """A file-level problem part way through a delta (a row of its third table names another practice, after a
+    row of its first table was quarantined) rejects that file alone: none of its staged or quarantined rows
+    remain, whether they were still in memory or already in DuckDB, and the batch's other files load."""
     monkeypatch.setattr(flows.load, "BATCH_FLUSH_ROWS", flush_rows)
     folders = sorted((d for d in deliveries(landing) if d.source == "systmone" and d.path.is_dir()), key=_order)
     first, second, third = folders[:3]
@@ -134,12 +146,24 @@ def test_a_delta_rejected_inside_a_batch_leaves_the_others_as_if_it_had_not_come
     kept = next(i for i, line in enumerate(lines) if line.rstrip(b"\r").endswith(b"," + practice + b",0"))
     lines[kept] = lines[kept].replace(b"," + practice + b",", b",Y99999,")
     appointments.write_bytes(b"\n".join(lines))
+    patients = bad / "SRPatient.csv"
+    lines = patients.read_bytes().split(b"\n")
+    nhs_number = lines[0].split(b",").index(b"NHSNumber")
+    cells = lines[1].split(b",")
+    cells[nhs_number] = b"1234567890"  # fails the Modulus 11 check: the row is quarantined
+    lines[1] = b",".join(cells)
+    patients.write_bytes(b"\n".join(lines))
     rejected = _delivery(tmp_path / "bad-landing", bad, "systmone")
     load_all(tmp_path / "alone.duckdb", [first, third], batched=True)
     load_all(tmp_path / "with-bad.duckdb", [first, rejected, third], batched=True)
     assert raw_state(tmp_path / "with-bad.duckdb") == raw_state(tmp_path / "alone.duckdb")
     alone, trail = audit_trail(tmp_path / "alone.duckdb"), audit_trail(tmp_path / "with-bad.duckdb")
-    assert trail["rejected_rows"] == alone["rejected_rows"]
+    assert trail["rejected_rows"] == alone["rejected_rows"]  # none of the rejected file's, nor of a file unrecorded
+    patients_only = tmp_path / "patients-only" / second.relative
+    shutil.copytree(second.path, patients_only)
+    shutil.copy2(patients, patients_only / "SRPatient.csv")
+    load_all(tmp_path / "patients-only.duckdb", [_delivery(tmp_path / "patients-only", patients_only, "systmone")])
+    assert any("Modulus 11" in row[4] for row in audit_trail(tmp_path / "patients-only.duckdb")["rejected_rows"])
     assert [row for row in trail["file_loads"] if row not in alone["file_loads"]] == [
         (second.relative, "rejected", 0, 0, 0, next(row[-1] for row in trail["file_loads"] if row[1] == "rejected"))]
     assert "Y99999" in next(row[-1] for row in trail["file_loads"] if row[1] == "rejected")
