@@ -365,15 +365,15 @@ class Loader:
             self._batch = None
             self.connection.execute("rollback")
 
-    def commit_batch(self) -> bool:
-        """Apply the open batch's staged rows to the raw tables and commit it; False when none was open.
+    def commit_batch(self) -> None:
+        """Apply the open batch's staged rows to the raw tables and commit it (nothing when none is open).
 
         Per table and row identifier the row applied is the one with the latest extract date, then the
         latest file in the batch, then the last row in its file, and only where no later extract is held:
         what applying each file in turn would leave (a delta never overrides a later one)."""
         batch = self._batch
         if batch is None:
-            return False
+            return
         try:
             self._flush(batch)
             unknown: Counter = Counter()
@@ -407,7 +407,6 @@ class Loader:
             self.rollback_batch()
             raise
         self._batch = None
-        return True
 
     def _add_to_batch(self, table: str | None, frame: pl.DataFrame) -> None:
         """Queue one file's staged rows for a SystmOne table, or (table None) its quarantined rows."""
@@ -427,16 +426,12 @@ class Loader:
             if not frames:
                 continue
             staged = f"batch_systmone_{table}"
-            self.connection.register("batch_rows", pl.concat(frames, how="vertical_relaxed").to_arrow())
-            try:
-                if table not in batch.created:  # the raw table's columns and types, and the order of the rows
-                    self.connection.execute(f"create or replace temp table {staged} as select *, "
-                                            f"0::bigint as row_number, 0::integer as ordinal "
-                                            f"from {SYSTMONE_TABLES[table]} limit 0")
-                    batch.created.add(table)
-                self.connection.execute(f"insert into {staged} by name select * from batch_rows")
-            finally:
-                self.connection.unregister("batch_rows")
+            if table not in batch.created:  # the raw table's columns and types, and the order of the rows
+                self.connection.execute(f"create or replace temp table {staged} as select *, "
+                                        f"0::bigint as row_number, 0::integer as ordinal "
+                                        f"from {SYSTMONE_TABLES[table]} limit 0")
+                batch.created.add(table)
+            self._stage(staged, pl.concat(frames, how="vertical_relaxed"), first=False)
             batch.flushed.update(frame.item(0, "file_id") for frame in frames)
         batch.pending = {}
         if batch.pending_rejected:
