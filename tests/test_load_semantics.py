@@ -175,11 +175,16 @@ def test_an_older_emis_export_after_a_newer_one_is_superseded(landing: Path, tmp
     try:
         loader = Loader(connection, KEY)
         assert loader.load(emis[-1]).status == "loaded"
+        held = {table: connection.execute(f"select * from raw.{table} order by all").fetchall()
+                for table in ("emis_patients", "emis_events")}
         older = loader.load(emis[0])
         assert older.status == "superseded" and "already loaded" in older.message
         assert older.rows_received == older.rows_loaded + older.rows_rejected
         snapshot = connection.execute("select distinct extract_date from raw.emis_patients").fetchall()
         assert snapshot == [(dt.date(2026, 10, 31),)]
+        # the newer snapshot is untouched, patients and events alike
+        assert {table: connection.execute(f"select * from raw.{table} order by all").fetchall()
+                for table in held} == held
     finally:
         connection.close()
 

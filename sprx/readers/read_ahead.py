@@ -1,0 +1,70 @@
+"""Read ahead: prepare a file's next chunks in a second thread while the loader writes the current one.
+
+A large file's chunks are read, validated and pseudonymised in Python and polars, and written into DuckDB,
+which releases the GIL while it works: doing both at once uses the machine's second core. At most
+`depth` prepared chunks wait, so memory stays bounded by a few chunks whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_ITEM, _DONE, _ERROR = "item", "done", "error"
+# How often a producer waiting on a full queue looks whether its consumer has gone, seconds.
+_POLL_SECONDS = 0.1
+
+
+def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """Yield `items` in order while the next ones are computed in a background thread.
+
+    An exception raised while producing an item is raised here, in the caller's thread, where that item
+    would have been yielded (a file-level error in chunk 7 stops the load at chunk 7, as without reading
+    ahead). When the caller stops early (an error of its own, or it closes the generator), the producer
+    stops before its next item and `items` is closed in the thread that iterated it; this generator
+    returns only once that thread has finished, so nothing reads the file after its load has ended."""
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, not {depth}")
+    ready: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, object]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=_POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        iterator = iter(items)
+        try:
+            for item in iterator:
+                if not put((_ITEM, item)):
+                    return
+            put((_DONE, None))
+        except BaseException as error:  # handed to the caller, raised there
+            put((_ERROR, error))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    producer = threading.Thread(target=produce, name="sprx-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == _DONE:
+                return
+            if kind == _ERROR:
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        producer.join()
