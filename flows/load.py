@@ -542,9 +542,10 @@ class Loader:
     def _load_emis(self, delivery, file_id, extract_date, practice, accept) -> FileResult:
         """Replace the practice's snapshot with this export, in this file's transaction.
 
-        The previous snapshot is deleted first and each chunk's events go straight into raw.emis_events
-        while the next chunks are read ahead (`read_ahead`); a held, superseded or rejected export rolls
-        all of it back. An older export than the one held is read and checked to the end, and not applied."""
+        Unless the export is older than the snapshot already loaded, that snapshot is deleted first and each
+        chunk's events go straight into raw.emis_events while the next chunks are read ahead (`read_ahead`);
+        a held or rejected export rolls all of it back. An older export is read and checked to the end, and
+        not applied (superseded)."""
         result = FileResult(delivery.relative, "emis", "loaded")
         current = self._one(
             "select count(*), max(extract_date) from raw.emis_patients where practice_code = ?", [practice]
@@ -599,29 +600,35 @@ class Loader:
         """Each chunk of an export read, checked, validated and pseudonymised: its row count, its validation,
         its patients (to stage) and its events (as raw.emis_events rows). Touches no DuckDB connection, so
         that it can run ahead in another thread."""
-        for chunk in read_ahead(emis_source.read_emis(path), depth=1):  # parsing, in a third thread
-            self._check_practice(chunk, "organisation_code", practice, "Organisation Code")
-            validated = validate_emis(chunk, extract_date=extract_date, practice_code=practice)
-            valid = validated.valid
-            # patient columns are the same on every row of a patient (filled down): pseudonymise once
-            first_rows = valid.unique(subset="emis_number", keep="first", maintain_order=True)
-            patients = age_columns(add_geography(identity_tokens(
-                first_rows, self.key, first_name="calling_name", last_name="family_name")),
-                "date_of_birth", pl.lit(extract_date), "extract")
-            events = valid.select("emis_number", "row_number", "date_of_birth", "event_date", "code", "code_term",
-                                  "consultation_type", "appointment_status").filter(pl.col("event_date").is_not_null())
-            events = age_columns(events, "date_of_birth", pl.col("event_date"), "event")
-            yield chunk.height, validated, patients.select(
-                pl.lit(practice).alias("practice_code"), "emis_number", "row_number",
-                "nhs_number_token", "name_dob_token", "surname_dob_postcode_token", "postcode_token",
-                "lsoa21_code", "imd_decile", "gender", "extract_age", "extract_age_band",
-            ), events.select(
-                pl.lit(practice).alias("practice_code"), "emis_number",
-                pl.lit(extract_date, dtype=pl.Date).alias("extract_date"),
-                pl.lit(file_id, dtype=pl.Int64).alias("file_id"), "row_number", "event_date",
-                pl.col("code").alias("snomed_code"), "code_term", "consultation_type", "appointment_status",
-                "event_age", "event_age_band",
-            )
+        parsed = read_ahead(emis_source.read_emis(path), depth=1)  # parsing, in a third thread
+        try:
+            for chunk in parsed:
+                self._check_practice(chunk, "organisation_code", practice, "Organisation Code")
+                validated = validate_emis(chunk, extract_date=extract_date, practice_code=practice)
+                valid = validated.valid
+                # patient columns are the same on every row of a patient (filled down): pseudonymise once
+                first_rows = valid.unique(subset="emis_number", keep="first", maintain_order=True)
+                patients = age_columns(add_geography(identity_tokens(
+                    first_rows, self.key, first_name="calling_name", last_name="family_name")),
+                    "date_of_birth", pl.lit(extract_date), "extract")
+                events = valid.select(
+                    "emis_number", "row_number", "date_of_birth", "event_date", "code", "code_term",
+                    "consultation_type", "appointment_status",
+                ).filter(pl.col("event_date").is_not_null())
+                events = age_columns(events, "date_of_birth", pl.col("event_date"), "event")
+                yield chunk.height, validated, patients.select(
+                    pl.lit(practice).alias("practice_code"), "emis_number", "row_number",
+                    "nhs_number_token", "name_dob_token", "surname_dob_postcode_token", "postcode_token",
+                    "lsoa21_code", "imd_decile", "gender", "extract_age", "extract_age_band",
+                ), events.select(
+                    pl.lit(practice).alias("practice_code"), "emis_number",
+                    pl.lit(extract_date, dtype=pl.Date).alias("extract_date"),
+                    pl.lit(file_id, dtype=pl.Int64).alias("file_id"), "row_number", "event_date",
+                    pl.col("code").alias("snomed_code"), "code_term", "consultation_type", "appointment_status",
+                    "event_age", "event_age_band",
+                )
+        finally:
+            parsed.close()  # stops the parsing thread and closes the file, however this generator ends
 
     # --- SystmOne: deltas keyed by RowIdentifier -------------------------------------------
 

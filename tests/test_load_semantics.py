@@ -189,6 +189,53 @@ def test_an_older_emis_export_after_a_newer_one_is_superseded(landing: Path, tmp
         connection.close()
 
 
+def test_a_newer_emis_export_held_or_rejected_part_way_leaves_the_snapshot_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader deletes the practice's snapshot before it writes the new one's events, chunk by chunk: an
+    export held for a drop in patients, or rejected by a row in a late chunk, must undo all of that."""
+    import threading
+
+    from sprx.readers import emis as emis_source
+
+    original = emis_source.read_emis
+    monkeypatch.setattr(emis_source, "read_emis", lambda path: original(path, chunk_rows=500))
+    monkeypatch.setattr(flows.load, "EMIS_APPEND_ROWS", 1000)  # events written several times per export
+    source = SAMPLE_FEEDS_DIR / "gp/emis/emis_P91004_20251031.csv"
+    folder = tmp_path / "landing" / "gp" / "emis"
+    folder.mkdir(parents=True)
+    shutil.copy2(source, folder / source.name)
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = next(i for i, line in enumerate(lines) if "Organisation Code" in line)
+    # held: a later export listing about a tenth of the patients
+    (folder / "emis_P91004_20261031.csv").write_text("".join(lines[:header + 1 + (len(lines) - header) // 10]),
+                                                     encoding="utf-8")
+    # rejected: a later export whose row in its sixth chunk names another practice
+    late = next(i for i in range(header + 2500, len(lines)) if "P91004" in lines[i])
+    lines[late] = lines[late].replace("P91004", "P91007", 1)
+    (folder / "emis_P91004_20261101.csv").write_text("".join(lines), encoding="utf-8")
+
+    connection = connect(tmp_path / "w.duckdb")
+    try:
+        loader = Loader(connection, KEY)
+        assert loader.load(_delivery(tmp_path / "landing", folder / source.name, "emis")).status == "loaded"
+
+        def state():
+            return {table: connection.execute(f"select * from {table} order by all").fetchall()
+                    for table in ("raw.emis_patients", "raw.emis_events", "audit.rejected_rows")}
+
+        before = state()
+        assert len(before["raw.emis_events"]) > 2 * 1000  # more than one append's worth
+        held = loader.load(_delivery(tmp_path / "landing", folder / "emis_P91004_20261031.csv", "emis"))
+        assert held.status == "held" and "Nothing changed" in held.message
+        assert state() == before
+        rejected = loader.load(_delivery(tmp_path / "landing", folder / "emis_P91004_20261101.csv", "emis"))
+        assert rejected.status == "rejected" and "P91007" in rejected.message
+        assert state() == before
+        assert not [thread for thread in threading.enumerate() if thread.name == "sprx-read-ahead"]
+    finally:
+        connection.close()
+
+
 KILLER = textwrap.dedent("""
     import sys
     from pathlib import Path

@@ -26,7 +26,8 @@ def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     would have been yielded (a file-level error in chunk 7 stops the load at chunk 7, as without reading
     ahead). When the caller stops early (an error of its own, or it closes the generator), the producer
     stops before its next item and `items` is closed in the thread that iterated it; this generator
-    returns only once that thread has finished, so nothing reads the file after its load has ended."""
+    returns once that thread has finished the item in hand, so nothing reads the file after its load has
+    ended (an interrupt during that wait leaves the thread, a daemon, to finish on its own)."""
     if depth < 1:
         raise ValueError(f"depth must be at least 1, not {depth}")
     ready: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
@@ -41,8 +42,9 @@ def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
                 continue
         return False
 
+    iterator = iter(items)  # here, so that an iterable that cannot start fails in the caller's thread
+
     def produce() -> None:
-        iterator = iter(items)
         try:
             for item in iterator:
                 if not put((_ITEM, item)):
@@ -59,7 +61,12 @@ def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     producer.start()
     try:
         while True:
-            kind, value = ready.get()
+            try:
+                kind, value = ready.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if not producer.is_alive() and ready.empty():  # died without a word: never wait forever
+                    raise RuntimeError("the read-ahead thread stopped without finishing or reporting an error")
+                continue
             if kind == _DONE:
                 return
             if kind == _ERROR:
