@@ -102,8 +102,7 @@ create table if not exists raw.emis_patients (
     imd_decile tinyint,
     gender varchar,
     extract_age smallint,
-    extract_age_band varchar,
-    primary key (practice_code, emis_number)
+    extract_age_band varchar
 );
 
 create table if not exists raw.emis_events (
@@ -303,7 +302,32 @@ def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS) -> duckdb.
         raise
     with private_umask():  # the write-ahead log DuckDB starts on a first write
         connection.execute(DDL)
+        _drop_emis_patients_key(connection)
     return connection
+
+
+def _drop_emis_patients_key(connection: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild raw.emis_patients without the primary key that warehouses made before 2026-11-27 carry.
+
+    One row per (practice_code, emis_number) holds by construction (a snapshot is replaced whole, one row per
+    patient, in one transaction) and is tested by dbt (stg_emis__patients.patient_key unique). The key's index
+    cost about 4 s a practice each night: deleting the replaced snapshot's patients from it and writing it at
+    every commit (benchmarks/README.md, "EMIS exports read ahead"). DuckDB cannot drop a key in place."""
+    keyed = connection.execute(
+        "select count(*) from duckdb_constraints() where schema_name = 'raw' and table_name = 'emis_patients' "
+        "and constraint_type = 'PRIMARY KEY'").fetchone()[0]
+    if not keyed:
+        return
+    connection.execute("begin")
+    try:
+        connection.execute("alter table raw.emis_patients rename to emis_patients_keyed")
+        connection.execute(DDL)  # creates raw.emis_patients as it is now, without the key
+        connection.execute("insert into raw.emis_patients select * from raw.emis_patients_keyed")
+        connection.execute("drop table raw.emis_patients_keyed")
+        connection.execute("commit")
+    except BaseException:
+        connection.execute("rollback")
+        raise
 
 
 def utc_now() -> dt.datetime:

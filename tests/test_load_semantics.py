@@ -281,3 +281,37 @@ def test_killing_the_process_mid_load_leaves_nothing_and_the_next_run_completes(
         assert result.status == "loaded" and result.rows_loaded > 1000
     finally:
         connection.close()
+
+
+def test_a_warehouse_made_with_the_emis_patients_key_loses_it_and_keeps_its_rows(tmp_path: Path) -> None:
+    """Warehouses made before 2026-11-27 keyed raw.emis_patients; opening one rebuilds the table without the key
+    (whose index made each night's snapshot swap slow), rows and NOT NULLs kept, and then leaves it alone."""
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as old:
+        old.execute("create schema raw")
+        old.execute("""create table raw.emis_patients (
+            practice_code varchar not null, emis_number varchar not null, extract_date date not null,
+            file_id bigint not null, nhs_number_token varchar, name_dob_token varchar,
+            surname_dob_postcode_token varchar, postcode_token varchar, lsoa21_code varchar, imd_decile tinyint,
+            gender varchar, extract_age smallint, extract_age_band varchar,
+            primary key (practice_code, emis_number))""")
+        old.execute("insert into raw.emis_patients (practice_code, emis_number, extract_date, file_id, gender) "
+                    "values ('P91004', '1001', date '2026-10-31', 7, 'F'), "
+                    "('P91004', '1002', date '2026-10-31', 7, 'M')")
+
+    def constraints(connection) -> list[str]:
+        return sorted(row[0] for row in connection.execute(
+            "select constraint_type from duckdb_constraints() where schema_name = 'raw' "
+            "and table_name = 'emis_patients'").fetchall())
+
+    for _ in range(2):  # the second opening finds nothing to do
+        connection = connect(path)
+        try:
+            assert constraints(connection) == ["NOT NULL"] * 4
+            assert connection.execute("select practice_code, emis_number, file_id, gender from raw.emis_patients "
+                                      "order by emis_number").fetchall() == [("P91004", "1001", 7, "F"),
+                                                                             ("P91004", "1002", 7, "M")]
+            assert "emis_patients_keyed" not in {row[0] for row in connection.execute(
+                "select table_name from duckdb_tables()").fetchall()}
+        finally:
+            connection.close()
