@@ -581,7 +581,7 @@ class Loader:
                 f"(a drop of more than {self.emis_max_drop_share:.0%}); it may be truncated. Nothing changed. "
                 f"If it is right, release it with: sprx ingest --accept {delivery.relative}"
             )
-        self.connection.execute(
+        inserted = self.connection.execute(
             """
             insert into raw.emis_patients
             select practice_code, emis_number, ?, ?, nhs_number_token, name_dob_token, surname_dob_postcode_token,
@@ -590,7 +590,10 @@ class Loader:
             qualify row_number() over (partition by emis_number order by row_number) = 1
             """,
             [extract_date, file_id],
-        )
+        ).fetchone()[0]
+        if inserted != incoming:  # one row per patient: the table has no key to refuse a second (a bug, never data)
+            raise RuntimeError(f"the snapshot of {practice} would hold {inserted} patient rows for {incoming} "
+                               "patients; nothing was changed")
         result.rows_loaded = result.rows_received - result.rows_rejected
         result.message = f"snapshot of {incoming} registered patients replaces the previous one"
         return result

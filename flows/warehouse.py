@@ -300,9 +300,13 @@ def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS) -> duckdb.
     except BaseException:
         connection.close()
         raise
-    with private_umask():  # the write-ahead log DuckDB starts on a first write
-        connection.execute(DDL)
-        _drop_emis_patients_key(connection)
+    try:
+        with private_umask():  # the write-ahead log DuckDB starts on a first write
+            connection.execute(DDL)
+            _drop_emis_patients_key(connection)
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
@@ -322,7 +326,7 @@ def _drop_emis_patients_key(connection: duckdb.DuckDBPyConnection) -> None:
     try:
         connection.execute("alter table raw.emis_patients rename to emis_patients_keyed")
         connection.execute(DDL)  # creates raw.emis_patients as it is now, without the key
-        connection.execute("insert into raw.emis_patients select * from raw.emis_patients_keyed")
+        connection.execute("insert into raw.emis_patients by name select * from raw.emis_patients_keyed")
         connection.execute("drop table raw.emis_patients_keyed")
         connection.execute("commit")
     except BaseException:
