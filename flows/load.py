@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ BATCH_FLUSH_ROWS = 100_000
 # An EMIS export's events go into raw.emis_events this many at a time (DuckDB writes a large append as whole
 # row groups: 500,000 rows at once took 16.6 s for 11.8 M rows, 100,000 at once 21.5 s).
 EMIS_APPEND_ROWS = 500_000
+# An ODS practice code (P91004): what a practice mismatch's message may quote.
+PRACTICE_CODE = re.compile(r"[A-Z][0-9]{5}")
 
 
 def uk_today() -> dt.date:
@@ -526,9 +529,13 @@ class Loader:
         wrong = frame.filter(pl.col(column).is_not_null() & (pl.col(column) != practice))
         if wrong.height:
             first = wrong.row(0, named=True)
+            # quoted only when it has a practice code's shape: a row whose values slid into the wrong columns
+            # could put an identifier here, and this message is kept in audit.file_loads
+            value = first[column].strip()
+            said = f"says {value}" if PRACTICE_CODE.fullmatch(value) else "holds a value that is not a practice code"
             raise FeedFileError(
-                f"the file name says practice {practice} but {label} on row {first['row_number']} says "
-                f"{first[column]}; expected every row to belong to {practice}"
+                f"the file name says practice {practice} but {label} on row {first['row_number']} {said}; "
+                f"expected every row to belong to {practice}"
             )
 
     @staticmethod
@@ -556,17 +563,20 @@ class Loader:
             self.connection.execute("delete from raw.emis_events where practice_code = ?", [practice])
         first = True
         events_waiting: list[pl.DataFrame] = []
-        chunks = self._emis_chunks(delivery.path, file_id, extract_date, practice)
-        for received, validated, patients, events in read_ahead(chunks, depth=1):
-            result.rows_received += received
-            self._quarantine(validated, file_id, delivery.relative, result)
-            if not superseded:
-                self._stage("stage_emis_patients", patients, first)
-                events_waiting.append(events)
-                if sum(frame.height for frame in events_waiting) >= EMIS_APPEND_ROWS:
-                    self._append("raw.emis_events", pl.concat(events_waiting))
-                    events_waiting.clear()
-            first = False
+        prepared = read_ahead(self._emis_chunks(delivery.path, file_id, extract_date, practice), depth=1)
+        try:
+            for received, validated, patients, events in prepared:
+                result.rows_received += received
+                self._quarantine(validated, file_id, delivery.relative, result)
+                if not superseded:
+                    self._stage("stage_emis_patients", patients, first)
+                    events_waiting.append(events)
+                    if sum(frame.height for frame in events_waiting) >= EMIS_APPEND_ROWS:
+                        self._append("raw.emis_events", pl.concat(events_waiting))
+                        events_waiting.clear()
+                first = False
+        finally:
+            prepared.close()  # the reading threads stop, and the file is closed, before the load goes on or fails
         if events_waiting:
             self._append("raw.emis_events", pl.concat(events_waiting))
         if first:
@@ -581,7 +591,7 @@ class Loader:
                 f"(a drop of more than {self.emis_max_drop_share:.0%}); it may be truncated. Nothing changed. "
                 f"If it is right, release it with: sprx ingest --accept {delivery.relative}"
             )
-        inserted = self.connection.execute(
+        self.connection.execute(
             """
             insert into raw.emis_patients
             select practice_code, emis_number, ?, ?, nhs_number_token, name_dob_token, surname_dob_postcode_token,
@@ -590,10 +600,15 @@ class Loader:
             qualify row_number() over (partition by emis_number order by row_number) = 1
             """,
             [extract_date, file_id],
-        ).fetchone()[0]
-        if inserted != incoming:  # one row per patient: the table has no key to refuse a second (a bug, never data)
-            raise RuntimeError(f"the snapshot of {practice} would hold {inserted} patient rows for {incoming} "
-                               "patients; nothing was changed")
+        ).fetchall()
+        # one row per patient, and only this export's: the table has no key to refuse a second row (a bug here,
+        # never data), so the practice's snapshot is counted as it will be committed
+        rows, patients, exports = self._one(
+            "select count(*), count(distinct emis_number), count(distinct file_id) from raw.emis_patients "
+            "where practice_code = ?", [practice])
+        if (rows, patients, exports) != (incoming, incoming, 1):
+            raise RuntimeError(f"the snapshot of {practice} would hold {rows} patient rows for {patients} patients "
+                               f"from {exports} export(s) where this export lists {incoming}; nothing was changed")
         result.rows_loaded = result.rows_received - result.rows_rejected
         result.message = f"snapshot of {incoming} registered patients replaces the previous one"
         return result

@@ -273,9 +273,11 @@ def record_duckdb_settings(connection: duckdb.DuckDBPyConnection, stage: str) ->
                        "current_setting('threads'), current_setting('temp_directory'), ?", [stage, utc_now()])
 
 
-def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
+def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS, *,
+            drop_emis_patients_key: bool = True) -> duckdb.DuckDBPyConnection:
     """Open the pipeline's warehouse read-write, bounded by the DuckDB settings (``bound``), creating its schemas
-    and tables if needed.
+    and tables if needed and (unless `drop_emis_patients_key` is false: a warehouse only read before it is
+    replaced) rebuilding an old raw.emis_patients without its key (``_drop_emis_patients_key``).
 
     A reader (`sprx status`) holds the file for a moment: wait up to `busy_wait_seconds` for it, then
     raise WarehouseInUse (one line, no process details)."""
@@ -303,7 +305,8 @@ def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS) -> duckdb.
     try:
         with private_umask():  # the write-ahead log DuckDB starts on a first write
             connection.execute(DDL)
-            _drop_emis_patients_key(connection)
+            if drop_emis_patients_key:
+                _drop_emis_patients_key(connection)
     except BaseException:
         connection.close()
         raise

@@ -17,7 +17,7 @@ import pytest
 
 import flows.load
 
-from flows.ingest import SOURCE_FOLDERS, _delivery, _deliveries_in, _order
+from flows.ingest import SOURCE_FOLDERS, _deliveries_in, _delivery, _old_history, _order
 from flows.load import Loader
 from flows.warehouse import RAW_TABLES, connect
 from sprx.settings import SAMPLE_FEEDS_DIR
@@ -234,9 +234,44 @@ def test_a_newer_emis_export_held_or_rejected_part_way_leaves_the_snapshot_whole
         rejected = loader.load(_delivery(tmp_path / "landing", folder / "emis_P91004_20261101.csv", "emis"))
         assert rejected.status == "rejected" and "P91007" in rejected.message
         assert state() == before
+        # values slid into the wrong column can put an identifier where the practice code goes: the file is
+        # rejected without quoting it (the message is kept in audit.file_loads)
+        lines[late] = lines[late].replace("P91007", "9434765919", 1)
+        (folder / "emis_P91004_20261102.csv").write_text("".join(lines), encoding="utf-8")
+        slid = loader.load(_delivery(tmp_path / "landing", folder / "emis_P91004_20261102.csv", "emis"))
+        assert slid.status == "rejected" and "not a practice code" in slid.message
+        assert "9434765919" not in slid.message
+        assert state() == before
+        # a bug that kept the replaced snapshot's patients (raw.emis_patients has no key to refuse them): the
+        # snapshot is counted as it would commit, and the export refused with nothing changed
+        lines[late] = lines[late].replace("9434765919", "P91004", 1)
+        (folder / "emis_P91004_20261103.csv").write_text("".join(lines) + "\n", encoding="utf-8")  # not a duplicate
+        with pytest.raises(RuntimeError, match="would hold"):
+            Loader(_KeepsReplacedPatients(connection), KEY).load(
+                _delivery(tmp_path / "landing", folder / "emis_P91004_20261103.csv", "emis"))
+        assert state() == before
+        assert loader.load(_delivery(tmp_path / "landing", folder / "emis_P91004_20261103.csv", "emis")
+                           ).status == "loaded"
+        assert connection.execute("select count(*) = count(distinct emis_number), count(distinct file_id) "
+                                  "from raw.emis_patients").fetchone() == (True, 1)
         assert not [thread for thread in threading.enumerate() if thread.name == "sprx-read-ahead"]
     finally:
         connection.close()
+
+
+class _KeepsReplacedPatients:
+    """A warehouse connection on which deleting a practice's replaced patients does nothing (a bug, simulated)."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, *args):
+        if sql.startswith("delete from raw.emis_patients"):
+            sql, args = "select 1", ()
+        return self.connection.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.connection, name)
 
 
 KILLER = textwrap.dedent("""
@@ -307,6 +342,13 @@ def test_a_warehouse_made_with_the_emis_patients_key_loses_it_and_keeps_its_rows
             "select constraint_type from duckdb_constraints() where schema_name = 'raw' "
             "and table_name = 'emis_patients'").fetchall())
 
+    # a reprocess only reads the warehouse it replaces: it is not rebuilt first (a rebuild that failed, on a
+    # full disk, would be taken for corruption and the history lost)
+    reader, history, _, _ = _old_history(path)
+    try:
+        assert history == {} and constraints(reader) == ["NOT NULL"] * 4 + ["PRIMARY KEY"]
+    finally:
+        reader.close()
     for _ in range(2):  # the second opening finds nothing to do
         connection = connect(path)
         try:

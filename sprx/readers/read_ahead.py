@@ -42,7 +42,9 @@ def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
                 continue
         return False
 
-    iterator = iter(items)  # here, so that an iterable that cannot start fails in the caller's thread
+    # at the first next(), in the caller's thread (this is a generator): an iterable that cannot be iterated fails
+    # here; a generator's own first steps (opening a file, reading its header) run in the producer's thread
+    iterator = iter(items)
 
     def produce() -> None:
         try:
