@@ -33,6 +33,7 @@ from flows.pseudonymise import (add_geography, age_columns, identity_tokens, lon
                                 verify_key)
 from schemas.ambulance import validate_ambulance_incident
 from schemas.emis import validate_emis
+from schemas.identifiers import PRACTICE_CODE_PATTERN
 from schemas.results import Validated
 from schemas.systmone import validate_systmone_appointment, validate_systmone_code, validate_systmone_patient
 from schemas.vcse import how_to_link, validate_vcse_attendance, why_unlinkable
@@ -61,8 +62,8 @@ BATCH_FLUSH_ROWS = 100_000
 # An EMIS export's events go into raw.emis_events this many at a time (DuckDB writes a large append as whole
 # row groups: 500,000 rows at once took 16.6 s for 11.8 M rows, 100,000 at once 21.5 s).
 EMIS_APPEND_ROWS = 500_000
-# An ODS practice code (P91004): what a practice mismatch's message may quote.
-PRACTICE_CODE = re.compile(r"[A-Z][0-9]{5}")
+# An ODS practice code (P91004), as the contracts check it: what a practice mismatch's message may quote.
+PRACTICE_CODE = re.compile(PRACTICE_CODE_PATTERN)
 
 
 def uk_today() -> dt.date:
@@ -532,7 +533,7 @@ class Loader:
             # quoted only when it has a practice code's shape: a row whose values slid into the wrong columns
             # could put an identifier here, and this message is kept in audit.file_loads
             value = first[column].strip()
-            said = f"says {value}" if PRACTICE_CODE.fullmatch(value) else "holds a value that is not a practice code"
+            said = f"says {value}" if PRACTICE_CODE.match(value) else "holds a value that is not a practice code"
             raise FeedFileError(
                 f"the file name says practice {practice} but {label} on row {first['row_number']} {said}; "
                 f"expected every row to belong to {practice}"
