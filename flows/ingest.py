@@ -28,7 +28,8 @@ from prefect.artifacts import create_table_artifact
 from flows.archive import (ARCHIVED_STATUSES, ArchiveChanged, archive_dir, archive_relative, archive_roots,
                            move_into_archive)
 from flows.lock import warehouse_lock
-from flows.load import SOURCES, Delivery, FileChanged, FileResult, Loader, file_sha256, file_signature
+from flows.load import (SOURCES, Delivery, FileChanged, FileResult, Loader, SystmoneRead, file_sha256,
+                        file_signature)
 from flows.pseudonymise import load_key, verify_key
 from flows.warehouse import (close_abandoned_runs, connect, is_busy_error, record_duckdb_settings, record_stage,
                              utc_now)
@@ -333,7 +334,14 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
     try:
         record_duckdb_settings(connection, "ingest")
         loader = Loader(connection, key, run_id=run_id, home=settings.home)
-        for delivery in sorted(deliveries, key=_order):
+        ordered = sorted(deliveries, key=_order)
+        recorded_before = [loader.recorded_status(delivery) for delivery in ordered]
+        # never seen, or held and released now: any other recorded status is final
+        to_load = [recorded is None or (delivery.relative in accept and recorded == "held")
+                   for delivery, recorded in zip(ordered, recorded_before, strict=True)]
+        # SystmOne deltas read and validated ahead, several at a time (None: read as it loads)
+        reads: dict[str, SystmoneRead | None] = {}
+        for index, delivery in enumerate(ordered):
             loader.join_batch(delivery, after_commit=archive_committed)
             accepted = delivery.relative in accept
             recorded = loader.recorded_status(delivery)
@@ -342,8 +350,12 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
                     archive_one(loader, delivery)
                 progress_advance()
                 continue
+            if delivery.source == "systmone" and delivery.relative not in reads:
+                reads = loader.read_systmone([ahead for ahead, load in zip(ordered[index:], to_load[index:],
+                                                                           strict=True)
+                                              if load and ahead.source == "systmone"])
             try:
-                result = loader.load(delivery, accept=accepted)
+                result = loader.load(delivery, accept=accepted, read=reads.pop(delivery.relative, None))
             except (FileChanged, FileNotFoundError) as error:
                 logger.warning("%s", error if isinstance(error, FileChanged) else
                                f"{delivery.relative} disappeared from landing/ before it was read")

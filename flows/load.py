@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -35,7 +35,9 @@ from schemas.ambulance import validate_ambulance_incident
 from schemas.emis import validate_emis
 from schemas.identifiers import PRACTICE_CODE_PATTERN
 from schemas.results import Validated
-from schemas.systmone import validate_systmone_appointment, validate_systmone_code, validate_systmone_patient
+from schemas.context import ValidationContext
+from schemas.engine import validate_files
+from schemas.systmone import SystmOneAppointment, SystmOneCode, SystmOnePatient
 from schemas.vcse import how_to_link, validate_vcse_attendance, why_unlinkable
 from sprx.readers import ambulance as ambulance_source
 from sprx.readers import emis as emis_source
@@ -59,6 +61,13 @@ BATCH_MAX_ROWS = 500_000
 BATCH_MAX_FILES = 250
 # A batch keeps staged rows in memory up to this many, then appends them to its tables in DuckDB.
 BATCH_FLUSH_ROWS = 100_000
+# SystmOne deltas are read and validated several at a time (`Loader.read_systmone`: the contract engine's cost is
+# per pass, about 10 ms for a delta's table of a few hundred rows), up to this many files or rows read at once; a
+# delta larger than SYSTMONE_GROUP_MAX_BYTES on disk (a practice's first, full extract) is read in chunks as it
+# loads, so that memory stays bounded.
+SYSTMONE_GROUP_MAX_FILES = 100
+SYSTMONE_GROUP_MAX_ROWS = 250_000
+SYSTMONE_GROUP_MAX_BYTES = 8 * 1024 * 1024
 # An EMIS export's events go into raw.emis_events this many at a time (DuckDB writes a large append as whole
 # row groups: 500,000 rows at once took 16.6 s for 11.8 M rows, 100,000 at once 21.5 s).
 EMIS_APPEND_ROWS = 500_000
@@ -96,6 +105,32 @@ class FileResult:
     rows_rejected: int = 0
     message: str = ""
     reasons: Counter = field(default_factory=Counter)
+
+
+# One chunk of a SystmOne table as the load applies it: the table, the member it came from (for the quarantine's
+# path), the rows read, their validation and the valid rows shaped as the raw table's.
+SystmoneChunk = tuple[str, str, int, Validated, pl.DataFrame]
+# The contract and the raw table's shape of each SystmOne table, in the order a delta's tables are loaded.
+SYSTMONE_CONTRACTS = {"patient": SystmOnePatient, "code": SystmOneCode, "appointment": SystmOneAppointment}
+
+
+@dataclass
+class SystmoneRead:
+    """A SystmOne delta read, checked, validated and pseudonymised before its turn to load (`Loader.read_systmone`).
+
+    `chunks` hold what was read, in order; `error` is the problem that stopped the reading, raised when the load
+    reaches it, after the chunks before it: what reading the delta as it loads would meet. `notes` is None when
+    the delta could not be opened (`error` says why)."""
+
+    relative: str
+    notes: list[str] | None = None
+    chunks: list[SystmoneChunk] | Iterator[SystmoneChunk] = field(default_factory=list)
+    error: Exception | None = None
+
+    def replay(self) -> Iterator[SystmoneChunk]:
+        yield from self.chunks
+        if self.error is not None:
+            raise self.error
 
 
 class HeldFile(Exception):
@@ -248,15 +283,18 @@ class Loader:
 
     # --- entry point -----------------------------------------------------------------------
 
-    def load(self, delivery: Delivery, *, accept: bool = False) -> FileResult:
+    def load(self, delivery: Delivery, *, accept: bool = False, read: SystmoneRead | None = None) -> FileResult:
         """Load one delivery in one transaction (or in the open batch) and record what happened.
 
-        A SystmOne delta loaded outside a batch is a batch of one."""
+        A SystmOne delta loaded outside a batch is a batch of one. `read`: the delta as `read_systmone` read it
+        (None: it is read now)."""
         batched = delivery.source in BATCHED_SOURCES
+        if read is not None and read.relative != delivery.relative:
+            raise RuntimeError(f"{read.relative} was read for the load of {delivery.relative}")
         if batched and self._batch is None:
             self.begin_batch()
             try:
-                result = self.load(delivery, accept=accept)
+                result = self.load(delivery, accept=accept, read=read)
             except BaseException:
                 self.rollback_batch()
                 raise
@@ -282,8 +320,11 @@ class Loader:
         try:
             file_id = self._one("select nextval('audit.file_id_sequence')")[0]
             organisation, extract_date = self._identify(delivery)
-            loader = getattr(self, f"_load_{delivery.source}")
-            result = loader(delivery, file_id, extract_date, organisation, accept)
+            if delivery.source == "systmone":
+                result = self._load_systmone(delivery, file_id, extract_date, organisation, read)
+            else:
+                loader = getattr(self, f"_load_{delivery.source}")
+                result = loader(delivery, file_id, extract_date, organisation, accept)
             held = self.connection.execute(
                 "select file_id from audit.file_loads where path = ? and status = 'held'", [delivery.relative]
             ).fetchall()
@@ -651,56 +692,149 @@ class Loader:
 
     # --- SystmOne: deltas keyed by RowIdentifier -------------------------------------------
 
-    def _load_systmone(self, delivery, file_id, extract_date, practice, accept) -> FileResult:
+    def _load_systmone(self, delivery, file_id, extract_date, practice, read: SystmoneRead | None) -> FileResult:
         """Stage a delta's three tables in the open batch; they are applied when it commits (`commit_batch`)."""
         result = FileResult(delivery.relative, "systmone", "loaded")
-        extract = systmone_source.read_systmone(delivery.path)
-        notes = list(extract.notices)
-        shapes = {"patient": (validate_systmone_patient, self._systmone_patients),
-                  "code": (validate_systmone_code, self._systmone_events),
-                  "appointment": (validate_systmone_appointment, self._systmone_events)}
+        if read is None:  # read now, a chunk at a time
+            read = self.read_systmone([delivery], whole=False).get(delivery.relative)
+            if read is None:
+                raise RuntimeError(f"{delivery.relative} could not be read as a SystmOne delta")
+        if read.notes is None:
+            raise read.error  # it could not be opened
+        notes = list(read.notes)
         batch = self._batch
         batch.ordinal += 1
         bookkeeping = (pl.lit(practice).alias("practice_code"), pl.lit(extract_date).alias("extract_date"),
                        pl.lit(file_id, dtype=pl.Int64).alias("file_id"),
                        pl.lit(batch.ordinal, dtype=pl.Int32).alias("ordinal"))
-        for table, (validate, shape) in shapes.items():
-            member = f"{delivery.relative}/{systmone_source.TABLES[table][0]}"
-            for chunk in self._chunks(extract.read(table), result):
-                self._check_practice(chunk.filter(pl.col("removed_data") != "1"), "organisation_code", practice,
-                                     "IDOrganisation")
-                validated = validate(chunk, extract_date=extract_date, practice_code=practice)
-                self._quarantine(validated, file_id, member, result)
-                staged = shape(validated.valid, table, extract_date)
-                if staged.height:
-                    if staged.get_column("is_removed").any():
-                        batch.removals.add(table)
-                    self._add_to_batch(table, staged.with_columns(*bookkeeping))
+        for table, member, received, validated, staged in read.replay():
+            result.rows_received += received
+            self._quarantine(validated, file_id, member, result)
+            if staged.height:
+                if staged.get_column("is_removed").any():
+                    batch.removals.add(table)
+                self._add_to_batch(table, staged.with_columns(*bookkeeping))
         result.rows_loaded = result.rows_received - result.rows_rejected
         result.message = "; ".join(notes) if notes else "delta applied"
         batch.files[file_id] = (notes, result)
         return result
 
-    def _systmone_patients(self, valid: pl.DataFrame, table: str, extract_date: dt.date) -> pl.DataFrame:
-        frame = age_columns(add_geography(identity_tokens(valid, self.key, first_name="first_name",
-                                                          last_name="surname")),
-                            "date_of_birth", pl.lit(extract_date), "extract")
-        return frame.select(
-            "row_identifier", "row_number", _removed(frame).alias("is_removed"), "patient_id",
-            pl.col("organisation_code").alias("registered_practice_code"), "nhs_number_token", "name_dob_token",
-            "surname_dob_postcode_token", "postcode_token", "lsoa21_code", "imd_decile", "gender", "extract_age",
-            "extract_age_band",
-        )
+    def read_systmone(self, deliveries: Sequence[Delivery], *, whole: bool = True
+                      ) -> dict[str, SystmoneRead | None]:
+        """SystmOne deltas read, checked, validated and pseudonymised before their turn to load (`load(..., read=)`),
+        by relative path; several deltas' tables are validated in one pass each (`validate_files`).
 
-    @staticmethod
-    def _systmone_events(valid: pl.DataFrame, table: str, extract_date: dt.date) -> pl.DataFrame:
+        With `whole` (read ahead): the first of `deliveries`, then those after it while the group stays within
+        SYSTMONE_GROUP_MAX_FILES and SYSTMONE_GROUP_MAX_ROWS; a delta over SYSTMONE_GROUP_MAX_BYTES on disk, or
+        whose name is wrong, is given as None (its load reads it, and says what is wrong). Without `whole` (one delta,
+        as it loads): its chunks are validated one at a time as they are replayed, so a first full extract never
+        sits in memory whole. A problem met while reading a delta is kept, to be raised where its load reaches it.
+        Touches no DuckDB connection."""
+        reads: dict[str, SystmoneRead | None] = {}
+        raw: list[tuple[SystmoneRead, ValidationContext, list[tuple[str, str, pl.DataFrame]]]] = []
+        rows = 0
+        for delivery in deliveries:
+            if delivery.source != "systmone":
+                raise ValueError(f"{delivery.relative} is not a SystmOne delta")
+            if whole and (len(raw) >= SYSTMONE_GROUP_MAX_FILES or rows >= SYSTMONE_GROUP_MAX_ROWS):
+                break
+            try:
+                if whole and _size_on_disk(delivery.path) > SYSTMONE_GROUP_MAX_BYTES:
+                    reads[delivery.relative] = None
+                    continue
+                practice, extract_date = self._identify(delivery)
+            except (OSError, FeedFileError):
+                if whole:
+                    reads[delivery.relative] = None  # its load meets the problem again, and says so
+                    continue
+                raise
+            read = SystmoneRead(delivery.relative)
+            context = ValidationContext(extract_date=extract_date, practice_code=practice)
+            if not whole:
+                extract = systmone_source.read_systmone(delivery.path)
+                read.notes = list(extract.notices)
+                read.chunks = self._systmone_chunks(extract, delivery.relative, context)  # lazily, as it loads
+                reads[delivery.relative] = read
+                continue
+            chunks: list[tuple[str, str, pl.DataFrame]] = []
+            try:
+                extract = systmone_source.read_systmone(delivery.path)
+                read.notes = list(extract.notices)
+                for table, member, chunk in self._systmone_raw(extract, delivery.relative, practice):
+                    chunks.append((table, member, chunk))
+                    rows += chunk.height
+            except Exception as problem:  # noqa: BLE001 - raised again, unchanged, when its load reaches it
+                read.error = problem
+            raw.append((read, context, chunks))
+            reads[delivery.relative] = read
+        for table, contract in SYSTMONE_CONTRACTS.items():
+            frames = [(read, member, chunk, context) for read, context, chunks in raw
+                      for chunk_table, member, chunk in chunks if chunk_table == table]
+            if not frames:
+                continue
+            validated = validate_files(contract, [(chunk, context) for _, _, chunk, context in frames],
+                                       reader_schema=systmone_source.SCHEMAS[table])
+            staged = self._systmone_shape(table, [(checked.valid, context.extract_date)
+                                                  for checked, (_, _, _, context) in zip(validated, frames)])
+            for (read, member, chunk, _), checked, shaped in zip(frames, validated, staged, strict=True):
+                read.chunks.append((table, member, chunk.height, checked, shaped))
+        return reads
+
+    def _systmone_raw(self, extract: systmone_source.SystmOneExtract, relative: str, practice: str
+                      ) -> Iterator[tuple[str, str, pl.DataFrame]]:
+        """A delta's tables' chunks as read, in load order, each checked for the practice in the file name."""
+        for table in SYSTMONE_CONTRACTS:
+            member = f"{relative}/{systmone_source.TABLES[table][0]}"
+            for chunk in extract.read(table):
+                self._check_practice(chunk.filter(pl.col("removed_data") != "1"), "organisation_code", practice,
+                                     "IDOrganisation")
+                yield table, member, chunk
+
+    def _systmone_chunks(self, extract: systmone_source.SystmOneExtract, relative: str, context: ValidationContext
+                         ) -> Iterator[SystmoneChunk]:
+        """A delta's chunks read, checked, validated and shaped one at a time, as they are iterated."""
+        for table, member, chunk in self._systmone_raw(extract, relative, context.practice_code):
+            (checked,) = validate_files(SYSTMONE_CONTRACTS[table], [(chunk, context)],
+                                        reader_schema=systmone_source.SCHEMAS[table])
+            (shaped,) = self._systmone_shape(table, [(checked.valid, context.extract_date)])
+            yield table, member, chunk.height, checked, shaped
+
+    def _systmone_shape(self, table: str, valids: list[tuple[pl.DataFrame, dt.date]]) -> list[pl.DataFrame]:
+        """Valid rows of a SystmOne table (from one delta or several, each with its extract date) shaped as the
+        raw table's rows: the patient table pseudonymised, in one pass for them all."""
+        if len(valids) == 1:
+            valid, extract_date = valids[0]
+            return [self._systmone_rows(table, valid, pl.lit(extract_date, dtype=pl.Date))]
+        together = pl.concat([
+            valid.with_columns(pl.lit(index, pl.UInt32).alias("__delta"),
+                               pl.lit(extract_date, pl.Date).alias("__extract_date"))
+            for index, (valid, extract_date) in enumerate(valids)
+        ])
+        shaped = self._systmone_rows(table, together, pl.col("__extract_date"), keep=["__delta"])
+        parts = shaped.partition_by("__delta", as_dict=True, maintain_order=True, include_key=False)
+        empty = shaped.clear().drop("__delta")
+        return [parts.get((index,), empty) for index in range(len(valids))]
+
+    def _systmone_rows(self, table: str, valid: pl.DataFrame, extract_date: pl.Expr, keep: Sequence[str] = ()
+                       ) -> pl.DataFrame:
+        """A SystmOne table's valid rows as the raw table's (ages on `extract_date`), with the columns in `keep`."""
+        if table == "patient":
+            frame = age_columns(add_geography(identity_tokens(valid, self.key, first_name="first_name",
+                                                              last_name="surname")),
+                                "date_of_birth", extract_date, "extract")
+            return frame.select(
+                "row_identifier", "row_number", _removed(frame).alias("is_removed"), "patient_id",
+                pl.col("organisation_code").alias("registered_practice_code"), "nhs_number_token",
+                "name_dob_token", "surname_dob_postcode_token", "postcode_token", "lsoa21_code", "imd_decile",
+                "gender", "extract_age", "extract_age_band", *keep,
+            )
         if table == "code":
             return valid.select("row_identifier", "row_number", _removed(valid).alias("is_removed"), "patient_id",
-                                "event_date", "snomed_code", "ctv3_code", "ctv3_text", "organisation_code")
+                                "event_date", "snomed_code", "ctv3_code", "ctv3_text", "organisation_code", *keep)
         return valid.select(
             "row_identifier", "row_number", _removed(valid).alias("is_removed"), "patient_id",
             london_to_utc("appointment_start").alias("appointment_start_at"), "status", "clinician_type",
-            "organisation_code",
+            "organisation_code", *keep,
         )
 
     # --- ambulance: weekly files overlapping by 28 days ------------------------------------
@@ -873,6 +1007,13 @@ class Loader:
         staged = self._one("select count(*) from stage_vcse")[0]
         current = self._one("select count(*) from stage_vcse_current")[0]
         return staged - current
+
+
+def _size_on_disk(path: Path) -> int:
+    """A delivery's bytes: the file's, or a folder's files'."""
+    if path.is_dir():
+        return sum(member.stat().st_size for member in path.rglob("*") if member.is_file())
+    return path.stat().st_size
 
 
 def _removed(frame: pl.DataFrame) -> pl.Expr:

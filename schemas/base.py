@@ -26,7 +26,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from schemas.context import current_context
+from schemas.context import extract_date, practice_code
 from schemas.identifiers import nhs_number_check_digit_passes
 
 # pandera binds each built-in check (str_matches, in_range ...) to its dispatcher when a model is defined, and
@@ -84,12 +84,10 @@ class FeedRow(pa.DataFrameModel):
     @pa.check(_names_regex(PAST_DATE_COLUMNS), regex=True, name="not_after_extract_date")
     def not_after_extract_date(cls, data: PolarsData) -> pl.LazyFrame:
         """{title} is after the file's extract date ({extract_date}): check the day, month and year."""
-        return data.lazyframe.select(pl.col(data.key).cast(pl.Date) <= current_context().extract_date)
+        return data.lazyframe.select(pl.col(data.key).cast(pl.Date) <= extract_date())
 
     @pa.check("^organisation_code$", regex=True, name=PRACTICE_CHECK)
     def practice_matches_file_name(cls, data: PolarsData) -> pl.LazyFrame:
         """{title} is not the practice named in the file name ({practice_code}): each file holds one practice's rows."""
-        practice_code = current_context().practice_code
-        if practice_code is None:
-            return data.lazyframe.select(pl.col(data.key).is_null() | True)
-        return data.lazyframe.select(pl.col(data.key) == practice_code)
+        expected = practice_code()  # null when the file has none: every row passes
+        return data.lazyframe.select(expected.is_null() | (pl.col(data.key) == expected))

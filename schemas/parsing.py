@@ -9,7 +9,7 @@ from typing import Literal
 
 import polars as pl
 
-from schemas.context import ValidationContext
+from schemas.context import extract_date
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Parse:
     ``problem`` completes "<heading> ..." when non-blank text gives null (None: never fails).
     """
 
-    convert: Callable[[pl.Expr, ValidationContext], pl.Expr]
+    convert: Callable[[pl.Expr], pl.Expr]
     problem: str | None = None
 
 
@@ -87,35 +87,35 @@ def date_parse(*formats: str, two_digit_year: Literal["20yy", "latest"] = "20yy"
     date (for dates of birth: '56' is 1956, '20' is 2020).
     """
 
-    def convert(text: pl.Expr, context: ValidationContext) -> pl.Expr:
+    def convert(text: pl.Expr) -> pl.Expr:
         recent = _parse_formats(text, formats, pl.Date(), "20")
         if two_digit_year == "20yy":
             return recent
         older = _parse_formats(text, formats, pl.Date(), "19")
-        return pl.when(recent <= context.extract_date).then(recent).otherwise(older)
+        return pl.when(recent <= extract_date()).then(recent).otherwise(older)
 
     return Parse(convert, "is not a real date")
 
 
 def datetime_parse(*formats: str) -> Parse:
     """Local date-times (no time zone) in the given strftime formats."""
-    return Parse(lambda text, _: _parse_formats(text, formats, pl.Datetime("us"), "20"), "is not a real date and time")
+    return Parse(lambda text: _parse_formats(text, formats, pl.Datetime("us"), "20"), "is not a real date and time")
 
 
 def answer_parse(yes: Sequence[str], no: Sequence[str]) -> Parse:
     """True for a yes token, False for a no token, compared without regard to case."""
     mapping = {token.casefold(): True for token in yes} | {token.casefold(): False for token in no}
     return Parse(
-        lambda text, _: text.str.to_lowercase().replace_strict(mapping, default=None, return_dtype=pl.Boolean),
+        lambda text: text.str.to_lowercase().replace_strict(mapping, default=None, return_dtype=pl.Boolean),
         "is not a recognised answer",
     )
 
 
 def whole_number_parse() -> Parse:
     """A whole number such as '7' (the range is a separate rule)."""
-    return Parse(lambda text, _: text.cast(pl.Int64, strict=False), "is not a whole number")
+    return Parse(lambda text: text.cast(pl.Int64, strict=False), "is not a whole number")
 
 
-TEXT = Parse(lambda text, _: text)
-NHS_NUMBER = Parse(lambda text, _: normalise_nhs_number(text))
-POSTCODE = Parse(lambda text, _: normalise_postcode(text))
+TEXT = Parse(lambda text: text)
+NHS_NUMBER = Parse(lambda text: normalise_nhs_number(text))
+POSTCODE = Parse(lambda text: normalise_postcode(text))

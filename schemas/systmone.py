@@ -14,7 +14,7 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from schemas.base import FeedRow, one_of
-from schemas.context import current_context
+from schemas.context import extract_date
 from schemas.engine import validate_rows
 from schemas.identifiers import (
     DIGITS_PATTERN,
@@ -207,7 +207,7 @@ class SystmOneAppointment(SystmOneRow):
     @pa.dataframe_check(name="only_booked_in_future")
     def only_booked_in_future(cls, data: PolarsData) -> pl.LazyFrame:
         """{title} is after the extract date ({extract_date}), but only a Booked appointment can be in the future."""
-        started = pl.col("appointment_start").cast(pl.Date) <= current_context().extract_date
+        started = pl.col("appointment_start").cast(pl.Date) <= extract_date()
         return data.lazyframe.select((started | (pl.col("status") == BOOKED)).alias("appointment_start"))
 
 

@@ -18,6 +18,7 @@ import duckdb
 import pytest
 
 import flows.archive
+import flows.load
 from flows.ingest import ingest
 from sprx.cli import main
 from sprx.readers import ambulance as ambulance_source
@@ -178,6 +179,40 @@ def test_finding_1_bytes_that_change_during_the_move_into_archive_fail_loudly_an
             if number > len(lines) + 1 - 20 and number not in rejected}
     loaded = {incident for (incident,) in query(sprx_home, "select incident_id from raw.ambulance_incidents")}
     assert late and late <= loaded  # the rows appended during the move were loaded: nothing lost
+
+
+def test_finding_1_a_delta_rewritten_after_it_was_read_ahead_waits_for_the_next_run(sprx_home: Path,
+                                                                                      monkeypatch) -> None:
+    """SystmOne deltas are read and validated several at a time, before their turn to load. One its sender
+    touches after that read is not recorded from what was read: it stays in landing/, the deltas around it load,
+    and the next run takes it whole."""
+    names = sorted(path.name for path in (SAMPLE_FEEDS_DIR / "gp" / "systmone").glob("systmone_P91003_2023*.zip"))[:3]
+    landing = sprx_home / "landing" / "gp" / "systmone"
+    landing.mkdir(parents=True)
+    for name in names:
+        shutil.copy2(SAMPLE_FEEDS_DIR / "gp" / "systmone" / name, landing / name)
+        age(landing / name)
+    touched = landing / names[1]
+    read_systmone = flows.load.Loader.read_systmone
+    groups = []
+
+    def read_then_touch(self, deliveries, **options):
+        reads = read_systmone(self, deliveries, **options)
+        groups.append(sorted(reads))
+        if touched.name in " ".join(reads):  # the sender writes it again (same bytes) once it has been read
+            age(touched, 7200)
+        return reads
+
+    monkeypatch.setattr(flows.load.Loader, "read_systmone", read_then_touch)
+    summary = ingest()
+    assert groups[0] == [f"gp/systmone/{name}" for name in names]  # the three read in one group
+    assert summary.by_status() == {"loaded": 2} and names[1] in " ".join(summary.arriving)
+    assert touched.exists()
+    assert query(sprx_home, "select count(*) from audit.file_loads where path like ?", [f"%{names[1]}"]) == [(0,)]
+    monkeypatch.setattr(flows.load.Loader, "read_systmone", read_systmone)
+    assert ingest().by_status() == {"loaded": 1} and not touched.exists()
+    assert query(sprx_home, "select path, status from audit.file_loads where path like ?", [f"%{names[1]}"]) == [
+        (f"gp/systmone/{names[1]}", "loaded")]
 
 
 # --- finding 2: no guard against a changed or weak key --------------------------------------------

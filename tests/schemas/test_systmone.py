@@ -8,6 +8,8 @@ from datetime import date, datetime
 import polars as pl
 import pytest
 
+from schemas.context import ValidationContext
+from schemas.engine import validate_files
 from schemas.results import Validated
 from schemas.systmone import (
     SystmOneAppointment,
@@ -23,6 +25,7 @@ from tests.schemas.frames import (
     assert_partition,
     assert_single_row_outcome,
     reader_frame,
+    reasons,
     typed_schema,
     with_value,
 )
@@ -34,6 +37,7 @@ VALIDATORS: dict[str, Callable[..., Validated]] = {
     "code": validate_systmone_code,
     "appointment": validate_systmone_appointment,
 }
+MODELS = {"patient": SystmOnePatient, "code": SystmOneCode, "appointment": SystmOneAppointment}
 BASE: dict[str, dict[str, str | None]] = {
     "patient": {
         "row_identifier": "500001",
@@ -233,3 +237,51 @@ def test_fixture_all_valid() -> None:
             assert result.valid["first_name"].to_list() == ["Zoë", "Siân", "Tomás"]
     # Three rows in each table, every one valid.
     assert counts == {"patient": 3, "code": 3, "appointment": 3}
+
+
+# Files of one batch: the same rows judged against different extract dates and practices.
+CONTEXTS = (
+    ValidationContext(EXTRACT, PRACTICE),
+    ValidationContext(date(2026, 12, 5), "P91004"),
+    ValidationContext(date(2026, 11, 25), PRACTICE),
+)
+
+
+@pytest.mark.parametrize("table", list(BASE))
+def test_deltas_validated_together_are_each_judged_as_if_alone(table: str) -> None:
+    """A batch of deltas is validated a table at a time in one pass (`validate_files`); each delta gets exactly
+    what validating it alone gives: the same valid rows, the same rejections (reasons naming its own extract date
+    and practice) and its own count of rows from another practice."""
+    rows = [with_value(BASE[table], **param.values[1]) for param in CASES if param.values[0] == table]
+    rows += [with_value(BASE[table], organisation_code="P91004")]  # the practice of only the second file
+    files = [(reader_frame(systmone.SCHEMAS[table], rows[index:] + rows[:index], first_row=2 + index), context)
+             for index, context in enumerate(CONTEXTS * 3)]
+    together = validate_files(MODELS[table], files, reader_schema=systmone.SCHEMAS[table])
+    assert len(together) == len(files)
+    for (frame, context), result in zip(files, together, strict=True):
+        alone = VALIDATORS[table](frame, extract_date=context.extract_date, practice_code=context.practice_code)
+        assert_partition(frame, result)
+        assert result.valid.equals(alone.valid)
+        assert result.rejected.equals(alone.rejected)
+        assert result.wrong_practice_rows == alone.wrong_practice_rows
+    # rows of the other practice: P91004's in the files of P91006, every other row in the file of P91004
+    practices = [row["organisation_code"] for row in rows if row["organisation_code"] is not None]
+    assert [result.wrong_practice_rows for result in together[:3]] == [
+        sum(code != context.practice_code for code in practices) for context in CONTEXTS]
+    assert together[0].wrong_practice_rows < together[1].wrong_practice_rows
+
+
+def test_a_delta_is_judged_against_its_own_extract_date_and_practice() -> None:
+    """Validated together, a code dated 21 Nov 2026 is after the extract date of a delta of 20 Nov (whose reason
+    names that date), not of one of 25 Nov; a row of P91004 is from another practice only in P91006's delta."""
+    row = with_value(BASE["code"], event_date="21 Nov 2026", organisation_code="P91004")
+    frame = reader_frame(systmone.SCHEMAS["code"], [row])
+    first, second, third = validate_files(SystmOneCode, [(frame, context) for context in CONTEXTS],
+                                          reader_schema=systmone.SCHEMAS["code"])
+    assert reasons(first, 2) == {
+        "organisation_code": "IDOrganisation is not the practice named in the file name (P91006): each file holds "
+                             "one practice's rows.",
+        "event_date": "DateEvent is after the file's extract date (2026-11-20): check the day, month and year.",
+    }
+    assert second.rejected.height == 0 and second.valid.height == 1
+    assert list(reasons(third, 2)) == ["organisation_code"]
