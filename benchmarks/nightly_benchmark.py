@@ -6,6 +6,8 @@
    arguments below when it holds no truth.json). truth.json's `following_day` lists the last night's files.
 2. Base: every delivery except the following day's, hard-linked into a fresh home's landing/, then
    `sprx run` (ingest, build, publish): the year as it stands the evening before.
+   Each `sprx run` uses a Prefect server started before the clock, as deployed (`--prefect server`, the
+   default), or with `--prefect temporary` starts Prefect's temporary server itself as a bare command does.
 3. Nightly: the following day's files dropped into landing/, then `sprx run` timed with peak RSS, with its
    stage split (ingest / build / publish seconds, from audit.pipeline_runs) and dbt's slowest nodes
    (the home's dbt/target/run_results.json).
@@ -16,6 +18,7 @@ Results go to benchmarks/out/nightly_<people>.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -27,6 +30,7 @@ from pathlib import Path
 import duckdb
 
 from build_benchmark import BIN, HERE, link_or_copy, run
+from prefect_server import prefect_server
 
 # The key the other benchmarks use: a fixed test key, never a real one.
 KEY = "benchmark-key-" + "0" * 32
@@ -122,10 +126,14 @@ def main() -> None:
                         help="a folder from `sprx sample --following-day` (generated when it holds no truth.json)")
     parser.add_argument("--people", type=int, default=1_500_000, help="people to generate when --data is empty")
     parser.add_argument("--keep-home", action="store_true", help="keep the home (printed) after the run")
+    parser.add_argument("--prefect", choices=("server", "temporary"), default="server",
+                        help="run the three `sprx run` on a Prefect server started before the clock, as deployed "
+                             "(default), or with none, so that each starts Prefect's temporary server itself")
     args = parser.parse_args()
 
     data = args.data.resolve()
-    results: dict = {"started_at": now().isoformat(timespec="seconds") + "Z", "load_average_before": load_average()}
+    results: dict = {"started_at": now().isoformat(timespec="seconds") + "Z", "load_average_before": load_average(),
+                     "prefect": args.prefect}
     work = Path(tempfile.mkdtemp(prefix="sprx-nightly-bench-"))
     env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_HOME=str(work / "prefect"),
                PREFECT_LOGGING_LEVEL="WARNING")
@@ -141,9 +149,11 @@ def main() -> None:
                        "start": truth["parameters"]["start"], "end": truth["parameters"]["end"],
                        "base_deliveries": len(base), "following_day_deliveries": len(following)}
     home = work / "home"
-    run_env = dict(env, SPRX_HOME=str(home), SPRX_PSEUDONYMISATION_KEY=KEY)
     sprx_run = [str(BIN / "sprx"), "run"]
+    stack = contextlib.ExitStack()
     try:
+        run_env = dict(stack.enter_context(prefect_server(work / "prefect", args.prefect)), SPRX_HOME=str(home),
+                       SPRX_PSEUDONYMISATION_KEY=KEY)
         land(data, home / "landing", base)
         since = now()
         results["base_run"] = run(sprx_run, run_env)
@@ -165,6 +175,7 @@ def main() -> None:
         results["nothing_new_run"] = run(sprx_run + ["--if-loaded"], run_env)
         results["nothing_new_run"]["stages"] = stages_since(home, since)
     finally:
+        stack.close()  # the Prefect server stops
         shutil.rmtree(work / "prefect", ignore_errors=True)
         if args.keep_home:
             print(f"home kept: {home}")

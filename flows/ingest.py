@@ -35,6 +35,7 @@ from flows.warehouse import (close_abandoned_runs, connect, is_busy_error, recor
                              utc_now)
 from sprx.output import progress_advance, progress_begin, progress_end
 from sprx.permissions import private_dir, private_file, private_umask
+from sprx.readers.read_ahead import read_ahead
 from sprx.settings import Settings, get_settings
 
 # Where each source's files arrive, under landing/.
@@ -335,39 +336,43 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
         record_duckdb_settings(connection, "ingest")
         loader = Loader(connection, key, run_id=run_id, home=settings.home)
         ordered = sorted(deliveries, key=_order)
-        recorded_before = [loader.recorded_status(delivery) for delivery in ordered]
-        # never seen, or held and released now: any other recorded status is final
+        # what each was recorded as before this run (only its own load changes that, and paths are unique here);
+        # never seen, or held and released now, it loads: any other recorded status is final
+        statuses = loader.recorded_statuses(ordered)
         to_load = [recorded is None or (delivery.relative in accept and recorded == "held")
-                   for delivery, recorded in zip(ordered, recorded_before, strict=True)]
-        # SystmOne deltas read and validated ahead, several at a time (None: read as it loads)
+                   for delivery, recorded in zip(ordered, statuses, strict=True)]
+        # SystmOne deltas read and validated several at a time, the next group in a second thread while the loader
+        # writes (DuckDB releases the GIL); None: read as it loads
+        groups = read_ahead(loader.systmone_groups([delivery for delivery, load in zip(ordered, to_load, strict=True)
+                                                    if load and delivery.source == "systmone"]), depth=1)
         reads: dict[str, SystmoneRead | None] = {}
-        for index, delivery in enumerate(ordered):
-            loader.join_batch(delivery, after_commit=archive_committed)
-            accepted = delivery.relative in accept
-            recorded = loader.recorded_status(delivery)
-            if recorded is not None and not (accepted and recorded == "held"):
-                if recorded in ARCHIVED_STATUSES:
+        try:
+            for index, (delivery, recorded) in enumerate(zip(ordered, statuses, strict=True)):
+                loader.join_batch(delivery, after_commit=archive_committed)
+                accepted = delivery.relative in accept
+                if not to_load[index]:
+                    if recorded in ARCHIVED_STATUSES:
+                        archive_one(loader, delivery)
+                    progress_advance()
+                    continue
+                if delivery.source == "systmone" and delivery.relative not in reads:
+                    reads = next(groups, {})  # the group this delta begins
+                try:
+                    result = loader.load(delivery, accept=accepted, read=reads.pop(delivery.relative, None))
+                except (FileChanged, FileNotFoundError) as error:
+                    logger.warning("%s", error if isinstance(error, FileChanged) else
+                                   f"{delivery.relative} disappeared from landing/ before it was read")
+                    loaded.arriving.append(delivery.relative)
+                    progress_advance()
+                    continue
+                logger.info("%s %s: %s received, %s loaded, %s rejected", result.status, result.relative,
+                            result.rows_received, result.rows_loaded, result.rows_rejected)
+                loaded.results.append(result)
+                if result.status in ARCHIVED_STATUSES:
                     archive_one(loader, delivery)
                 progress_advance()
-                continue
-            if delivery.source == "systmone" and delivery.relative not in reads:
-                reads = loader.read_systmone([ahead for ahead, load in zip(ordered[index:], to_load[index:],
-                                                                           strict=True)
-                                              if load and ahead.source == "systmone"])
-            try:
-                result = loader.load(delivery, accept=accepted, read=reads.pop(delivery.relative, None))
-            except (FileChanged, FileNotFoundError) as error:
-                logger.warning("%s", error if isinstance(error, FileChanged) else
-                               f"{delivery.relative} disappeared from landing/ before it was read")
-                loaded.arriving.append(delivery.relative)
-                progress_advance()
-                continue
-            logger.info("%s %s: %s received, %s loaded, %s rejected", result.status, result.relative,
-                        result.rows_received, result.rows_loaded, result.rows_rejected)
-            loaded.results.append(result)
-            if result.status in ARCHIVED_STATUSES:
-                archive_one(loader, delivery)
-            progress_advance()
+        finally:
+            groups.close()  # the reading thread stops before the warehouse closes
         loader.commit_batch()
         archive_committed()
     finally:

@@ -66,7 +66,7 @@ BATCH_FLUSH_ROWS = 100_000
 # delta larger than SYSTMONE_GROUP_MAX_BYTES on disk (a practice's first, full extract) is read in chunks as it
 # loads, so that memory stays bounded.
 SYSTMONE_GROUP_MAX_FILES = 100
-SYSTMONE_GROUP_MAX_ROWS = 250_000
+SYSTMONE_GROUP_MAX_ROWS = 200_000
 SYSTMONE_GROUP_MAX_BYTES = 8 * 1024 * 1024
 # An EMIS export's events go into raw.emis_events this many at a time (DuckDB writes a large append as whole
 # row groups: 500,000 rows at once took 16.6 s for 11.8 M rows, 100,000 at once 21.5 s).
@@ -248,6 +248,20 @@ class Loader:
             [delivery.relative, delivery.sha256],
         )
         return row[0] if row else None
+
+    def recorded_statuses(self, deliveries: Sequence[Delivery]) -> list[str | None]:
+        """`recorded_status` of each delivery, in one query."""
+        wanted = pl.DataFrame({"path": [delivery.relative for delivery in deliveries],
+                               "sha256": [delivery.sha256 for delivery in deliveries]},
+                              schema={"path": pl.String, "sha256": pl.String})
+        self.connection.register("wanted_files", wanted.to_arrow())
+        try:
+            latest = {(path, sha256): status for path, sha256, status in self.connection.execute(
+                "select path, sha256, arg_max(status, file_id) from audit.file_loads "
+                "join wanted_files using (path, sha256) group by path, sha256").fetchall()}
+        finally:
+            self.connection.unregister("wanted_files")
+        return [latest.get((delivery.relative, delivery.sha256)) for delivery in deliveries]
 
     def mark_archived(self, delivery: Delivery, archived: str) -> None:
         """Record where in archive/ the delivery with this path and these bytes is kept."""
@@ -779,6 +793,16 @@ class Loader:
             for (read, member, chunk, _), checked, shaped in zip(frames, validated, staged, strict=True):
                 read.chunks.append((table, member, chunk.height, checked, shaped))
         return reads
+
+    def systmone_groups(self, deliveries: Sequence[Delivery]) -> Iterator[dict[str, SystmoneRead | None]]:
+        """`read_systmone` over `deliveries` in order, a group at a time: each group the first of those not yet
+        read and the ones after it that fit. Touches no DuckDB connection, so that it can run ahead in another
+        thread (`read_ahead`) while the loader writes the group before."""
+        remaining = list(deliveries)
+        while remaining:
+            reads = self.read_systmone(remaining)
+            remaining = remaining[len(reads):]  # every delta read or passed over has its entry
+            yield reads
 
     def _systmone_raw(self, extract: systmone_source.SystmOneExtract, relative: str, practice: str
                       ) -> Iterator[tuple[str, str, pl.DataFrame]]:
