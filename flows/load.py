@@ -66,7 +66,7 @@ BATCH_FLUSH_ROWS = 100_000
 # delta larger than SYSTMONE_GROUP_MAX_BYTES on disk (a practice's first, full extract) is read in chunks as it
 # loads, so that memory stays bounded.
 SYSTMONE_GROUP_MAX_FILES = 100
-SYSTMONE_GROUP_MAX_ROWS = 200_000
+SYSTMONE_GROUP_MAX_ROWS = 100_000
 SYSTMONE_GROUP_MAX_BYTES = 8 * 1024 * 1024
 # An EMIS export's events go into raw.emis_events this many at a time (DuckDB writes a large append as whole
 # row groups: 500,000 rows at once took 16.6 s for 11.8 M rows, 100,000 at once 21.5 s).

@@ -11,8 +11,11 @@ and its subclasses). Each Field carries:
   ``metadata["derived"]``: computed here, not read from the file.
 
 Every custom check's docstring is the reason a service reads when its row fails that check; it
-may name ``{title}`` (the column's heading), ``{extract_date}`` and ``{practice_code}``. The rows
-are judged by ``schemas.engine.validate_rows``.
+may name ``{title}`` (the column's heading), ``{extract_date}`` and ``{practice_code}``. A check
+compares with the file's extract date and practice through ``schemas.context.extract_date()`` and
+``practice_code()``: expressions, since several files may be judged in one pass, each row against its
+own file's. The rows are judged by ``schemas.engine.validate_rows`` (one file) and ``validate_files``
+(several at once).
 """
 
 from __future__ import annotations
