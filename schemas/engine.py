@@ -10,6 +10,8 @@ breaks (blank, unreadable, then the Field's checks in order, then the frame chec
 makes sure the valid rows meet the whole model, the contract they must always meet (``_meet_contract``:
 what the rules did not already cover, in one pass; pandera's ``model.validate`` whenever anything there
 fails). One source for every rule and its words; timings are in ``schemas.emis.validate_emis``.
+``validate_files`` does the same for several files' frames in one pass (a batch of small SystmOne deltas:
+the cost is per pass, not per row), each row judged against its own file's extract date and practice.
 """
 
 from __future__ import annotations
@@ -231,19 +233,20 @@ def validate_files(
     source = [column for column in plan.columns if not column.derived]
     contexts = [context for _, context in files]
     per_row = len(files) > 1
+
     def scope() -> contextlib.AbstractContextManager:
         """Where the checks read the file's context: each row's own columns, or the one file's."""
         return per_row_context() if per_row else validation_context(contexts[0])
 
     if per_row:
         frame = pl.concat([
-            frame.lazy().select(
+            part.lazy().select(
                 pl.col(ROW_NUMBER), pl.col(PARSE_ERROR), *(pl.col(column.name) for column in source),
                 pl.lit(index, pl.UInt32).alias(_FILE),
                 pl.lit(context.extract_date, pl.Date).alias(EXTRACT_DATE_COLUMN),
                 pl.lit(context.practice_code, pl.String).alias(PRACTICE_CODE_COLUMN),
             )
-            for index, (frame, context) in enumerate(files)
+            for index, (part, context) in enumerate(files)
         ]).collect()
         carried = [_FILE, EXTRACT_DATE_COLUMN, PRACTICE_CODE_COLUMN]
     else:
