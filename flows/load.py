@@ -709,10 +709,10 @@ class Loader:
     def _load_systmone(self, delivery, file_id, extract_date, practice, read: SystmoneRead | None) -> FileResult:
         """Stage a delta's three tables in the open batch; they are applied when it commits (`commit_batch`)."""
         result = FileResult(delivery.relative, "systmone", "loaded")
-        if read is None:  # read now, a chunk at a time
-            read = self.read_systmone([delivery], whole=False).get(delivery.relative)
-            if read is None:
-                raise RuntimeError(f"{delivery.relative} could not be read as a SystmOne delta")
+        if read is None:  # read now, a chunk at a time as it loads, so a first full extract never sits in memory whole
+            extract = systmone_source.read_systmone(delivery.path)
+            read = SystmoneRead(delivery.relative, list(extract.notices), self._systmone_chunks(
+                extract, delivery.relative, ValidationContext(extract_date=extract_date, practice_code=practice)))
         if read.notes is None:
             raise read.error  # it could not be opened
         notes = list(read.notes)
@@ -733,43 +733,32 @@ class Loader:
         batch.files[file_id] = (notes, result)
         return result
 
-    def read_systmone(self, deliveries: Sequence[Delivery], *, whole: bool = True
-                      ) -> dict[str, SystmoneRead | None]:
+    def read_systmone(self, deliveries: Sequence[Delivery]) -> dict[str, SystmoneRead | None]:
         """SystmOne deltas read, checked, validated and pseudonymised before their turn to load (`load(..., read=)`),
         by relative path; several deltas' tables are validated in one pass each (`validate_files`).
 
-        With `whole` (read ahead): the first of `deliveries`, then those after it while the group stays within
-        SYSTMONE_GROUP_MAX_FILES and SYSTMONE_GROUP_MAX_ROWS; a delta over SYSTMONE_GROUP_MAX_BYTES on disk, or
-        whose name is wrong, is given as None (its load reads it, and says what is wrong). Without `whole` (one delta,
-        as it loads): its chunks are validated one at a time as they are replayed, so a first full extract never
-        sits in memory whole. A problem met while reading a delta is kept, to be raised where its load reaches it.
-        Touches no DuckDB connection."""
+        The first of `deliveries`, then those after it while the group stays within SYSTMONE_GROUP_MAX_FILES and
+        SYSTMONE_GROUP_MAX_ROWS; a delta over SYSTMONE_GROUP_MAX_BYTES on disk, or whose name is wrong, is given as
+        None (its load reads it as it loads, and says what is wrong). A problem met while reading a delta is kept,
+        to be raised where its load reaches it. Touches no DuckDB connection."""
         reads: dict[str, SystmoneRead | None] = {}
         raw: list[tuple[SystmoneRead, ValidationContext, list[tuple[str, str, pl.DataFrame]]]] = []
         rows = 0
         for delivery in deliveries:
             if delivery.source != "systmone":
                 raise ValueError(f"{delivery.relative} is not a SystmOne delta")
-            if whole and (len(raw) >= SYSTMONE_GROUP_MAX_FILES or rows >= SYSTMONE_GROUP_MAX_ROWS):
+            if len(raw) >= SYSTMONE_GROUP_MAX_FILES or rows >= SYSTMONE_GROUP_MAX_ROWS:
                 break
             try:
-                if whole and _size_on_disk(delivery.path) > SYSTMONE_GROUP_MAX_BYTES:
+                if _size_on_disk(delivery.path) > SYSTMONE_GROUP_MAX_BYTES:
                     reads[delivery.relative] = None
                     continue
                 practice, extract_date = self._identify(delivery)
             except (OSError, FeedFileError):
-                if whole:
-                    reads[delivery.relative] = None  # its load meets the problem again, and says so
-                    continue
-                raise
+                reads[delivery.relative] = None  # its load meets the problem again, and says so
+                continue
             read = SystmoneRead(delivery.relative)
             context = ValidationContext(extract_date=extract_date, practice_code=practice)
-            if not whole:
-                extract = systmone_source.read_systmone(delivery.path)
-                read.notes = list(extract.notices)
-                read.chunks = self._systmone_chunks(extract, delivery.relative, context)  # lazily, as it loads
-                reads[delivery.relative] = read
-                continue
             chunks: list[tuple[str, str, pl.DataFrame]] = []
             try:
                 extract = systmone_source.read_systmone(delivery.path)
