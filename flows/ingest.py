@@ -562,7 +562,7 @@ def _old_history(warehouse: Path) -> tuple[duckdb.DuckDBPyConnection | None, dic
     old = None
     try:
         # not migrated: it is read, then replaced, and a migration that fails (a full disk) is not corruption
-        old = connect(warehouse, drop_emis_patients_key=False)
+        old = connect(warehouse, drop_old_keys=False)
         rows = old.execute("select path, sha256, min(file_id), min(received_at) from audit.file_loads "
                            "group by path, sha256").fetchall()
         result = old.execute("select * from audit.pipeline_runs")

@@ -188,6 +188,19 @@ group by latest.file_id
 """
 
 
+# Per row identifier of a practice, the row a batch applies (`Loader.commit_batch`): the latest extract date, then
+# the latest file in the batch, then the last row in its file; kept only where the table holds no later extract.
+_BATCH_WINNERS = """
+create or replace temp table batch_winners as
+with latest as (
+    select * from {staged}
+    qualify row_number() over (partition by practice_code, row_identifier
+                               order by extract_date desc, ordinal desc, row_number desc) = 1)
+select latest.* from latest left join {target} as held using (practice_code, row_identifier)
+where held.row_identifier is null or latest.extract_date >= held.extract_date
+"""
+
+
 @dataclass
 class _Batch:
     """SystmOne deltas loaded in one open transaction, not yet applied to the raw tables.
@@ -451,15 +464,14 @@ class Loader:
                 if target not in self._columns:
                     self._columns[target] = [row[0] for row in self.connection.execute(
                         f"describe {target}").fetchall()]
-                columns = self._columns[target]
-                updates = ", ".join(f"{name} = excluded.{name}" for name in columns
-                                    if name not in ("practice_code", "row_identifier"))
-                self.connection.execute(
-                    f"insert into {target} select {', '.join(columns)} from batch_systmone_{table} "
-                    "qualify row_number() over (partition by practice_code, row_identifier "
-                    "order by extract_date desc, ordinal desc, row_number desc) = 1 "
-                    f"on conflict (practice_code, row_identifier) do update set {updates} "
-                    f"where excluded.extract_date >= {target.split('.')[1]}.extract_date")
+                # no key index (warehouse.DROPPED_KEYS): the rows replaced are deleted, then the winners inserted
+                self.connection.execute(_BATCH_WINNERS.format(staged=f"batch_systmone_{table}", target=target))
+                self.connection.execute(f"delete from {target} as held using batch_winners as winner "
+                                        "where held.practice_code = winner.practice_code "
+                                        "and held.row_identifier = winner.row_identifier")
+                self.connection.execute(f"insert into {target} select {', '.join(self._columns[target])} "
+                                        "from batch_winners")
+                self.connection.execute("drop table batch_winners")
                 self.connection.execute(f"drop table batch_systmone_{table}")
             for file_id, count in sorted(unknown.items()):
                 notes, result = batch.files[file_id]

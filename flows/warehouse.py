@@ -120,6 +120,7 @@ create table if not exists raw.emis_events (
     event_age_band varchar
 );
 
+-- The SystmOne tables hold one row per (practice_code, row_identifier), the latest version (DROPPED_KEYS).
 create table if not exists raw.systmone_patients (
     practice_code varchar not null,
     row_identifier varchar not null,
@@ -136,8 +137,7 @@ create table if not exists raw.systmone_patients (
     imd_decile tinyint,
     gender varchar,
     extract_age smallint,
-    extract_age_band varchar,
-    primary key (practice_code, row_identifier)
+    extract_age_band varchar
 );
 
 create table if not exists raw.systmone_codes (
@@ -151,8 +151,7 @@ create table if not exists raw.systmone_codes (
     snomed_code varchar,
     ctv3_code varchar,
     ctv3_text varchar,
-    organisation_code varchar,
-    primary key (practice_code, row_identifier)
+    organisation_code varchar
 );
 
 create table if not exists raw.systmone_appointments (
@@ -165,8 +164,7 @@ create table if not exists raw.systmone_appointments (
     appointment_start_at timestamp,      -- UTC
     status varchar,
     clinician_type varchar,
-    organisation_code varchar,
-    primary key (practice_code, row_identifier)
+    organisation_code varchar
 );
 
 create table if not exists raw.ambulance_incidents (
@@ -274,10 +272,10 @@ def record_duckdb_settings(connection: duckdb.DuckDBPyConnection, stage: str) ->
 
 
 def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS, *,
-            drop_emis_patients_key: bool = True) -> duckdb.DuckDBPyConnection:
+            drop_old_keys: bool = True) -> duckdb.DuckDBPyConnection:
     """Open the pipeline's warehouse read-write, bounded by the DuckDB settings (``bound``), creating its schemas
-    and tables if needed and (unless `drop_emis_patients_key` is false: a warehouse only read before it is
-    replaced) rebuilding an old raw.emis_patients without its key (``_drop_emis_patients_key``).
+    and tables if needed and (unless `drop_old_keys` is false: a warehouse only read before it is replaced)
+    rebuilding old raw tables without the keys they no longer carry (``_drop_old_keys``).
 
     A reader (`sprx status`) holds the file for a moment: wait up to `busy_wait_seconds` for it, then
     raise WarehouseInUse (one line, no process details)."""
@@ -305,36 +303,41 @@ def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS, *,
     try:
         with private_umask():  # the write-ahead log DuckDB starts on a first write
             connection.execute(DDL)
-            if drop_emis_patients_key:
-                _drop_emis_patients_key(connection)
+            if drop_old_keys:
+                _drop_old_keys(connection)
     except BaseException:
         connection.close()
         raise
     return connection
 
 
-def _drop_emis_patients_key(connection: duckdb.DuckDBPyConnection) -> None:
-    """Rebuild raw.emis_patients without the primary key that warehouses made before 2026-11-27 carry.
+# Primary keys no longer kept as an index, which warehouses made before 2026-11-27 (raw.emis_patients) and
+# 2026-11-28 (the SystmOne tables) carry. One row per key holds by construction: an EMIS snapshot is replaced whole
+# in one transaction, and a SystmOne batch deletes the rows it replaces and inserts one row per key
+# (`Loader.commit_batch`); tests/test_load_semantics.py checks both. The indexes cost about 4 s a practice each
+# night for EMIS, and for SystmOne about half of each batch's apply and commit (benchmarks/README.md, "EMIS exports
+# read ahead" and "SystmOne tables without keys").
+DROPPED_KEYS = ("emis_patients", "systmone_patients", "systmone_codes", "systmone_appointments")
 
-    One row per (practice_code, emis_number) holds by construction (a snapshot is replaced whole, one row per
-    patient, in one transaction) and is tested by dbt (stg_emis__patients.patient_key unique). The key's index
-    cost about 4 s a practice each night: deleting the replaced snapshot's patients from it and writing it at
-    every commit (benchmarks/README.md, "EMIS exports read ahead"). DuckDB cannot drop a key in place."""
-    keyed = connection.execute(
-        "select count(*) from duckdb_constraints() where schema_name = 'raw' and table_name = 'emis_patients' "
-        "and constraint_type = 'PRIMARY KEY'").fetchone()[0]
-    if not keyed:
-        return
-    connection.execute("begin")
-    try:
-        connection.execute("alter table raw.emis_patients rename to emis_patients_keyed")
-        connection.execute(DDL)  # creates raw.emis_patients as it is now, without the key
-        connection.execute("insert into raw.emis_patients by name select * from raw.emis_patients_keyed")
-        connection.execute("drop table raw.emis_patients_keyed")
-        connection.execute("commit")
-    except BaseException:
-        connection.execute("rollback")
-        raise
+
+def _drop_old_keys(connection: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild each table of DROPPED_KEYS that still carries its primary key without it, rows and NOT NULLs kept,
+    each in one transaction (DuckDB cannot drop a key in place)."""
+    keyed = [row[0] for row in connection.execute(
+        "select table_name from duckdb_constraints() where schema_name = 'raw' and constraint_type = 'PRIMARY KEY' "
+        f"and table_name in ({', '.join('?' for _ in DROPPED_KEYS)}) order by table_name", list(DROPPED_KEYS)
+    ).fetchall()]
+    for table in keyed:
+        connection.execute("begin")
+        try:
+            connection.execute(f"alter table raw.{table} rename to {table}_keyed")
+            connection.execute(DDL)  # creates raw.<table> as it is now, without the key
+            connection.execute(f"insert into raw.{table} by name select * from raw.{table}_keyed")
+            connection.execute(f"drop table raw.{table}_keyed")
+            connection.execute("commit")
+        except BaseException:
+            connection.execute("rollback")
+            raise
 
 
 def utc_now() -> dt.datetime:

@@ -127,6 +127,13 @@ def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Pa
     load_all(tmp_path / "batched-shuffled.duckdb", systmone[:len(systmone) // 2] + others
              + systmone[len(systmone) // 2:], batched=True)
     assert raw_state(tmp_path / "batched-shuffled.duckdb") == expected
+    # one row per practice and row identifier (the tables keep no key index: warehouse.DROPPED_KEYS)
+    for warehouse in tmp_path.glob("*.duckdb"):
+        with duckdb.connect(str(warehouse), read_only=True) as connection:
+            for table in ("raw.systmone_patients", "raw.systmone_codes", "raw.systmone_appointments"):
+                rows, keys = connection.execute(
+                    f"select count(*), count(distinct (practice_code, row_identifier)) from {table}").fetchone()
+                assert rows == keys > 0, (warehouse.name, table)
 
 
 @pytest.mark.parametrize("flush_rows", [1, flows.load.BATCH_FLUSH_ROWS], ids=["flushed", "in-memory"])
@@ -321,42 +328,50 @@ def test_killing_the_process_mid_load_leaves_nothing_and_the_next_run_completes(
         connection.close()
 
 
-def test_a_warehouse_made_with_the_emis_patients_key_loses_it_and_keeps_its_rows(tmp_path: Path) -> None:
-    """Warehouses made before 2026-11-27 keyed raw.emis_patients; opening one rebuilds the table without the key
-    (whose index made each night's snapshot swap slow), rows and NOT NULLs kept, and then leaves it alone."""
+@pytest.mark.parametrize(("table", "key"), [
+    ("emis_patients", "emis_number"), ("systmone_patients", "row_identifier"),
+    ("systmone_codes", "row_identifier"), ("systmone_appointments", "row_identifier")])
+def test_a_warehouse_made_with_an_old_key_loses_it_and_keeps_its_rows(tmp_path: Path, table: str, key: str) -> None:
+    """Warehouses made before 2026-11-27 keyed raw.emis_patients, before 2026-11-28 the SystmOne tables; opening one
+    rebuilds the table without the key (whose index made each night's snapshot swap, and each SystmOne batch,
+    slow), rows and NOT NULLs kept, and then leaves it alone."""
+    fresh = connect(tmp_path / "fresh.duckdb")
+    try:
+        create = fresh.execute("select sql from duckdb_tables() where schema_name = 'raw' and table_name = ?",
+                               [table]).fetchone()[0]
+        not_nulls = fresh.execute("select count(*) from duckdb_constraints() where schema_name = 'raw' "
+                                  "and table_name = ? and constraint_type = 'NOT NULL'", [table]).fetchone()[0]
+    finally:
+        fresh.close()
     path = tmp_path / "w.duckdb"
     with duckdb.connect(str(path)) as old:
         old.execute("create schema raw")
-        old.execute("""create table raw.emis_patients (
-            practice_code varchar not null, emis_number varchar not null, extract_date date not null,
-            file_id bigint not null, nhs_number_token varchar, name_dob_token varchar,
-            surname_dob_postcode_token varchar, postcode_token varchar, lsoa21_code varchar, imd_decile tinyint,
-            gender varchar, extract_age smallint, extract_age_band varchar,
-            primary key (practice_code, emis_number))""")
-        old.execute("insert into raw.emis_patients (practice_code, emis_number, extract_date, file_id, gender) "
-                    "values ('P91004', '1001', date '2026-10-31', 7, 'F'), "
-                    "('P91004', '1002', date '2026-10-31', 7, 'M')")
+        old.execute(create.rstrip(";").rstrip()[:-1] + f", primary key (practice_code, {key}))")  # as it was
+        removed = ", is_removed" if table.startswith("systmone") else ""
+        old.execute(f"insert into raw.{table} (practice_code, {key}, extract_date, file_id{removed}) values "
+                    + ", ".join(f"('P91004', '{number}', date '2026-10-{day}', {file_id}{', false' * bool(removed)})"
+                                for number, day, file_id in (("1001", 31, 7), ("1002", 30, 8))))
 
     def constraints(connection) -> list[str]:
         return sorted(row[0] for row in connection.execute(
             "select constraint_type from duckdb_constraints() where schema_name = 'raw' "
-            "and table_name = 'emis_patients'").fetchall())
+            "and table_name = ?", [table]).fetchall())
 
     # a reprocess only reads the warehouse it replaces: it is not rebuilt first (a rebuild that failed, on a
     # full disk, would be taken for corruption and the history lost)
     reader, history, _, _ = _old_history(path)
     try:
-        assert history == {} and constraints(reader) == ["NOT NULL"] * 4 + ["PRIMARY KEY"]
+        assert history == {} and constraints(reader) == ["NOT NULL"] * not_nulls + ["PRIMARY KEY"]
     finally:
         reader.close()
     for _ in range(2):  # the second opening finds nothing to do
         connection = connect(path)
         try:
-            assert constraints(connection) == ["NOT NULL"] * 4
-            assert connection.execute("select practice_code, emis_number, file_id, gender from raw.emis_patients "
-                                      "order by emis_number").fetchall() == [("P91004", "1001", 7, "F"),
-                                                                             ("P91004", "1002", 7, "M")]
-            assert "emis_patients_keyed" not in {row[0] for row in connection.execute(
+            assert constraints(connection) == ["NOT NULL"] * not_nulls
+            assert connection.execute(f"select practice_code, {key}, extract_date, file_id from raw.{table} "
+                                      f"order by {key}").fetchall() == [
+                ("P91004", "1001", dt.date(2026, 10, 31), 7), ("P91004", "1002", dt.date(2026, 10, 30), 8)]
+            assert f"{table}_keyed" not in {row[0] for row in connection.execute(
                 "select table_name from duckdb_tables()").fetchall()}
         finally:
             connection.close()
