@@ -18,6 +18,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -260,32 +261,48 @@ def _order(delivery: Delivery) -> tuple:
             delivery.received_at.isoformat())
 
 
-def archive_delivery(loader: Loader, delivery: Delivery, archive: Path) -> bool:
-    """Move a delivery whose recorded status is final to archive/; True when it moved.
+def archive_deliveries(loader: Loader, deliveries: Sequence[Delivery], archive: Path
+                       ) -> tuple[int, list[ArchiveChanged]]:
+    """Move deliveries whose recorded status is final to archive/; return how many moved, and the error of each
+    whose bytes changed during its move (it was put back in landing/).
 
-    The archive path is recorded first: a crash before the move leaves the file in landing/, and the
-    next run (finding it recorded) moves it. A move that fails leaves it in landing/ with a warning; bytes
-    that changed during the move (ArchiveChanged) are put back in landing/ and the error is raised."""
-    try:
-        if delivery.signature is not None and file_signature(delivery.path) != delivery.signature:
-            get_run_logger().warning("%s changed after it was read; it stays in landing/ for the next run",
-                                     delivery.relative)
-            return False
-    except FileNotFoundError:
-        return False
-    archived = archive_relative(archive, delivery.relative, delivery.sha256)
-    loader.mark_archived(delivery, archived)
-    try:
-        move_into_archive(delivery.path, archive, archived, delivery.sha256, delivery.received_at)
-    except (OSError, ArchiveChanged) as error:
-        loader.connection.execute("update audit.file_loads set archived_path = null where path = ? and sha256 = ?",
-                                  [delivery.relative, delivery.sha256])
-        if isinstance(error, ArchiveChanged):
-            raise
-        get_run_logger().warning("%s stays in landing/: it could not be archived (%s)", delivery.relative,
-                                 error.strerror or type(error).__name__)
-        return False
-    return True
+    Their archive paths are recorded first, in one transaction: a crash before a move leaves that file in
+    landing/, and the next run (finding it recorded) moves it. A delivery changed since it was read, or a move
+    that fails, leaves the file in landing/ with a warning (a failed move's path is recorded as none again)."""
+    logger = get_run_logger()
+    planned: list[tuple[Delivery, str]] = []
+    for delivery in deliveries:
+        try:
+            if delivery.signature is not None and file_signature(delivery.path) != delivery.signature:
+                logger.warning("%s changed after it was read; it stays in landing/ for the next run",
+                               delivery.relative)
+                continue
+        except FileNotFoundError:
+            continue
+        planned.append((delivery, archive_relative(archive, delivery.relative, delivery.sha256)))
+    loader.mark_archived(planned)
+    moved, changed = 0, []
+    for delivery, archived in planned:
+        try:
+            move_into_archive(delivery.path, archive, archived, delivery.sha256, delivery.received_at)
+        except (OSError, ArchiveChanged) as error:
+            loader.mark_archived([(delivery, None)])
+            if isinstance(error, ArchiveChanged):
+                changed.append(error)
+            else:
+                logger.warning("%s stays in landing/: it could not be archived (%s)", delivery.relative,
+                               error.strerror or type(error).__name__)
+            continue
+        moved += 1
+    return moved, changed
+
+
+def archive_delivery(loader: Loader, delivery: Delivery, archive: Path) -> bool:
+    """`archive_deliveries` of one delivery: True when it moved; ArchiveChanged raised when its bytes changed."""
+    moved, changed = archive_deliveries(loader, [delivery], archive)
+    if changed:
+        raise changed[0]
+    return moved == 1
 
 
 @dataclass
@@ -316,19 +333,21 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
     loaded = Loaded()
     committing: list[Delivery] = []  # final, in the open batch: archived when it commits
 
-    def archive_one(loader: Loader, delivery: Delivery) -> None:
-        if loader.in_batch:  # not before its load is committed
-            committing.append(delivery)
-            return
-        try:
-            loaded.archived += archive_delivery(loader, delivery, archive)
-        except ArchiveChanged as error:
+    def archive_now(deliveries: list[Delivery]) -> None:
+        moved, changed = archive_deliveries(loader, deliveries, archive)
+        loaded.archived += moved
+        for error in changed:
             logger.error("%s", error)
             loaded.changed.append(str(error))
 
-    def archive_committed() -> None:
-        for delivery in committing:
-            archive_one(loader, delivery)
+    def archive_one(loader: Loader, delivery: Delivery) -> None:
+        if loader.in_batch:  # not before its load is committed
+            committing.append(delivery)
+        else:
+            archive_now([delivery])
+
+    def archive_committed() -> None:  # a batch's, together
+        archive_now(committing)
         committing.clear()
 
     connection = connect(settings.warehouse_path)

@@ -276,12 +276,20 @@ class Loader:
             self.connection.unregister("wanted_files")
         return [latest.get((delivery.relative, delivery.sha256)) for delivery in deliveries]
 
-    def mark_archived(self, delivery: Delivery, archived: str) -> None:
-        """Record where in archive/ the delivery with this path and these bytes is kept."""
-        self.connection.execute(
-            "update audit.file_loads set archived_path = ? where path = ? and sha256 = ? and status <> 'held'",
-            [archived, delivery.relative, delivery.sha256],
-        )
+    def mark_archived(self, archived: Sequence[tuple[Delivery, str | None]]) -> None:
+        """Record where in archive/ each delivery (this path with these bytes) is kept (None: nowhere), all in one
+        transaction (a commit each cost about 3 ms a file)."""
+        if not archived:
+            return
+        self.connection.execute("begin")
+        try:
+            self.connection.executemany(
+                "update audit.file_loads set archived_path = ? where path = ? and sha256 = ? and status <> 'held'",
+                [[path, delivery.relative, delivery.sha256] for delivery, path in archived])
+            self.connection.execute("commit")
+        except BaseException:
+            self.connection.execute("rollback")
+            raise
 
     def _duplicate_of(self, delivery: Delivery) -> str | None:
         row = self._one(
