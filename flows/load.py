@@ -277,19 +277,22 @@ class Loader:
         return [latest.get((delivery.relative, delivery.sha256)) for delivery in deliveries]
 
     def mark_archived(self, archived: Sequence[tuple[Delivery, str | None]]) -> None:
-        """Record where in archive/ each delivery (this path with these bytes) is kept (None: nowhere), all in one
-        transaction (a commit each cost about 3 ms a file)."""
+        """Record where in archive/ each delivery (this path with these bytes) is kept (None: nowhere), in one
+        statement (an update a file cost about 3 ms each)."""
         if not archived:
             return
-        self.connection.execute("begin")
+        marks = pl.DataFrame({"path": [delivery.relative for delivery, _ in archived],
+                              "sha256": [delivery.sha256 for delivery, _ in archived],
+                              "archived_path": [path for _, path in archived]},
+                             schema={"path": pl.String, "sha256": pl.String, "archived_path": pl.String})
+        self.connection.register("archive_marks", marks.to_arrow())
         try:
-            self.connection.executemany(
-                "update audit.file_loads set archived_path = ? where path = ? and sha256 = ? and status <> 'held'",
-                [[path, delivery.relative, delivery.sha256] for delivery, path in archived])
-            self.connection.execute("commit")
-        except BaseException:
-            self.connection.execute("rollback")
-            raise
+            self.connection.execute(
+                "update audit.file_loads set archived_path = archive_marks.archived_path from archive_marks "
+                "where file_loads.path = archive_marks.path and file_loads.sha256 = archive_marks.sha256 "
+                "and file_loads.status <> 'held'")
+        finally:
+            self.connection.unregister("archive_marks")
 
     def _duplicate_of(self, delivery: Delivery) -> str | None:
         row = self._one(
