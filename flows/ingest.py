@@ -29,8 +29,8 @@ from prefect.artifacts import create_table_artifact
 from flows.archive import (ARCHIVED_STATUSES, ArchiveChanged, archive_dir, archive_relative, archive_roots,
                            move_into_archive)
 from flows.lock import warehouse_lock
-from flows.load import (SOURCES, Delivery, FileChanged, FileResult, Loader, SystmoneRead, file_sha256,
-                        file_signature)
+from flows.load import (READ_AHEAD_SOURCES, SOURCES, Delivery, FileChanged, FileResult, Loader, PreparedRead,
+                        file_sha256, file_signature)
 from flows.pseudonymise import load_key, verify_key
 from flows.warehouse import (close_abandoned_runs, connect, is_busy_error, record_duckdb_settings, record_stage,
                              utc_now)
@@ -360,11 +360,11 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
         statuses = loader.recorded_statuses(ordered)
         to_load = [recorded is None or (delivery.relative in accept and recorded == "held")
                    for delivery, recorded in zip(ordered, statuses, strict=True)]
-        # SystmOne deltas read and validated several at a time, the next group in a second thread while the loader
-        # writes (DuckDB releases the GIL); None: read as it loads
-        groups = read_ahead(loader.systmone_groups([delivery for delivery, load in zip(ordered, to_load, strict=True)
-                                                    if load and delivery.source == "systmone"]), depth=1)
-        reads: dict[str, SystmoneRead | None] = {}
+        # SystmOne deltas (several at a time) and ambulance files read, validated and pseudonymised in a second
+        # thread while the loader writes the files before (DuckDB releases the GIL); None: read as it loads
+        prepared = read_ahead(loader.prepared_reads([delivery for delivery, load in zip(ordered, to_load, strict=True)
+                                                     if load]), depth=1)
+        reads: dict[str, PreparedRead | None] = {}  # read ahead, not yet loaded
         try:
             for index, (delivery, recorded) in enumerate(zip(ordered, statuses, strict=True)):
                 loader.join_batch(delivery, after_commit=archive_committed)
@@ -374,8 +374,8 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
                         archive_one(loader, delivery)
                     progress_advance()
                     continue
-                if delivery.source == "systmone" and delivery.relative not in reads:
-                    reads = next(groups, {})  # the group this delta begins
+                if delivery.source in READ_AHEAD_SOURCES and delivery.relative not in reads:
+                    reads.update(next(prepared, {}))  # the group this delta begins, or this ambulance file
                 try:
                     result = loader.load(delivery, accept=accepted, read=reads.pop(delivery.relative, None))
                 except (FileChanged, FileNotFoundError) as error:
@@ -391,7 +391,7 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
                     archive_one(loader, delivery)
                 progress_advance()
         finally:
-            groups.close()  # the reading thread stops before the warehouse closes
+            prepared.close()  # the reading thread stops before the warehouse closes
         loader.commit_batch()
         archive_committed()
     finally:

@@ -68,6 +68,11 @@ BATCH_FLUSH_ROWS = 100_000
 SYSTMONE_GROUP_MAX_FILES = 100
 SYSTMONE_GROUP_MAX_ROWS = 100_000
 SYSTMONE_GROUP_MAX_BYTES = 8 * 1024 * 1024
+# Sources whose deliveries are read, validated and pseudonymised ahead, in a second thread (`Loader.prepared_reads`),
+# and the largest ambulance file on disk read so, whole (`Loader.read_ambulance`); a larger one is read a chunk at a
+# time as it loads.
+READ_AHEAD_SOURCES = ("systmone", "ambulance")
+AMBULANCE_AHEAD_MAX_BYTES = 8 * 1024 * 1024
 # An EMIS export's events go into raw.emis_events this many at a time (DuckDB writes a large append as whole
 # row groups: 500,000 rows at once took 16.6 s for 11.8 M rows, 100,000 at once 21.5 s).
 EMIS_APPEND_ROWS = 500_000
@@ -114,20 +119,27 @@ SystmoneChunk = tuple[str, str, int, Validated, pl.DataFrame]
 SYSTMONE_CONTRACTS = {"patient": SystmOnePatient, "code": SystmOneCode, "appointment": SystmOneAppointment}
 
 
+# One chunk of an ambulance file as the load stages it: the rows read, their validation and the valid rows shaped
+# as raw.ambulance_incidents' (less the file's own columns).
+AmbulanceChunk = tuple[int, Validated, pl.DataFrame]
+
+
 @dataclass
-class SystmoneRead:
-    """A SystmOne delta read, checked, validated and pseudonymised before its turn to load (`Loader.read_systmone`).
+class PreparedRead:
+    """A delivery read, checked, validated and pseudonymised before its turn to load, in the read-ahead thread
+    (`Loader.prepared_reads`): a SystmOne delta's chunks (`SystmoneChunk`) or an ambulance file's
+    (`AmbulanceChunk`).
 
     `chunks` hold what was read, in order; `error` is the problem that stopped the reading, raised when the load
-    reaches it, after the chunks before it: what reading the delta as it loads would meet. `notes` is None when
-    the delta could not be opened (`error` says why)."""
+    reaches it, after the chunks before it: what reading the file as it loads would meet. `notes` is None when
+    the file could not be opened (`error` says why)."""
 
     relative: str
     notes: list[str] | None = None
-    chunks: list[SystmoneChunk] | Iterator[SystmoneChunk] = field(default_factory=list)
+    chunks: list | Iterator = field(default_factory=list)
     error: Exception | None = None
 
-    def replay(self) -> Iterator[SystmoneChunk]:
+    def replay(self) -> Iterator:
         yield from self.chunks
         if self.error is not None:
             raise self.error
@@ -321,11 +333,11 @@ class Loader:
 
     # --- entry point -----------------------------------------------------------------------
 
-    def load(self, delivery: Delivery, *, accept: bool = False, read: SystmoneRead | None = None) -> FileResult:
+    def load(self, delivery: Delivery, *, accept: bool = False, read: PreparedRead | None = None) -> FileResult:
         """Load one delivery in one transaction (or in the open batch) and record what happened.
 
-        A SystmOne delta loaded outside a batch is a batch of one. `read`: the delta as `read_systmone` read it
-        (None: it is read now)."""
+        A SystmOne delta loaded outside a batch is a batch of one. `read`: a SystmOne delta or ambulance file as
+        `prepared_reads` read it (None: it is read now)."""
         batched = delivery.source in BATCHED_SOURCES
         if read is not None and read.relative != delivery.relative:
             raise RuntimeError(f"{read.relative} was read for the load of {delivery.relative}")
@@ -360,6 +372,8 @@ class Loader:
             organisation, extract_date = self._identify(delivery)
             if delivery.source == "systmone":
                 result = self._load_systmone(delivery, file_id, extract_date, organisation, read)
+            elif delivery.source == "ambulance":
+                result = self._load_ambulance(delivery, file_id, extract_date, organisation, read)
             else:
                 loader = getattr(self, f"_load_{delivery.source}")
                 result = loader(delivery, file_id, extract_date, organisation, accept)
@@ -729,12 +743,12 @@ class Loader:
 
     # --- SystmOne: deltas keyed by RowIdentifier -------------------------------------------
 
-    def _load_systmone(self, delivery, file_id, extract_date, practice, read: SystmoneRead | None) -> FileResult:
+    def _load_systmone(self, delivery, file_id, extract_date, practice, read: PreparedRead | None) -> FileResult:
         """Stage a delta's three tables in the open batch; they are applied when it commits (`commit_batch`)."""
         result = FileResult(delivery.relative, "systmone", "loaded")
         if read is None:  # read now, a chunk at a time as it loads, so a first full extract never sits in memory whole
             extract = systmone_source.read_systmone(delivery.path)
-            read = SystmoneRead(delivery.relative, list(extract.notices), self._systmone_chunks(
+            read = PreparedRead(delivery.relative, list(extract.notices), self._systmone_chunks(
                 extract, delivery.relative, ValidationContext(extract_date=extract_date, practice_code=practice)))
         if read.notes is None:
             raise read.error  # it could not be opened
@@ -756,7 +770,7 @@ class Loader:
         batch.files[file_id] = (notes, result)
         return result
 
-    def read_systmone(self, deliveries: Sequence[Delivery]) -> dict[str, SystmoneRead | None]:
+    def read_systmone(self, deliveries: Sequence[Delivery]) -> dict[str, PreparedRead | None]:
         """SystmOne deltas read, checked, validated and pseudonymised before their turn to load (`load(..., read=)`),
         by relative path; several deltas' tables are validated in one pass each (`validate_files`).
 
@@ -764,8 +778,8 @@ class Loader:
         SYSTMONE_GROUP_MAX_ROWS; a delta over SYSTMONE_GROUP_MAX_BYTES on disk, or whose name is wrong, is given as
         None (its load reads it as it loads, and says what is wrong). A problem met while reading a delta is kept,
         to be raised where its load reaches it. Touches no DuckDB connection."""
-        reads: dict[str, SystmoneRead | None] = {}
-        raw: list[tuple[SystmoneRead, ValidationContext, list[tuple[str, str, pl.DataFrame]]]] = []
+        reads: dict[str, PreparedRead | None] = {}
+        raw: list[tuple[PreparedRead, ValidationContext, list[tuple[str, str, pl.DataFrame]]]] = []
         rows = 0
         for delivery in deliveries:
             if delivery.source != "systmone":
@@ -780,7 +794,7 @@ class Loader:
             except (OSError, FeedFileError):
                 reads[delivery.relative] = None  # its load meets the problem again, and says so
                 continue
-            read = SystmoneRead(delivery.relative)
+            read = PreparedRead(delivery.relative)
             context = ValidationContext(extract_date=extract_date, practice_code=practice)
             chunks: list[tuple[str, str, pl.DataFrame]] = []
             try:
@@ -806,15 +820,24 @@ class Loader:
                 read.chunks.append((table, member, chunk.height, checked, shaped))
         return reads
 
-    def systmone_groups(self, deliveries: Sequence[Delivery]) -> Iterator[dict[str, SystmoneRead | None]]:
-        """`read_systmone` over `deliveries` in order, a group at a time: each group the first of those not yet
-        read and the ones after it that fit. Touches no DuckDB connection, so that it can run ahead in another
-        thread (`read_ahead`) while the loader writes the group before."""
-        remaining = list(deliveries)
-        while remaining:
-            reads = self.read_systmone(remaining)
-            remaining = remaining[len(reads):]  # every delta read or passed over has its entry
-            yield reads
+    def prepared_reads(self, deliveries: Sequence[Delivery]) -> Iterator[dict[str, PreparedRead | None]]:
+        """The SystmOne deltas and ambulance files among `deliveries` (in load order) read before their turn to
+        load, as {relative path: its read}, in the order the loads reach them: each group of deltas
+        (`read_systmone`) where its first delta comes, each ambulance file (`read_ambulance`) where it comes. Touches
+        no DuckDB connection, so that it can run ahead in another thread (`read_ahead`) while the loader writes the
+        files before."""
+        systmone = [delivery for delivery in deliveries if delivery.source == "systmone"]
+        next_delta = 0  # the first delta of systmone not yet read
+        for delivery in deliveries:
+            if delivery.source not in READ_AHEAD_SOURCES:
+                continue
+            if delivery.source == "ambulance":
+                yield {delivery.relative: self.read_ambulance(delivery)}
+            elif (delivery.source == "systmone" and next_delta < len(systmone)
+                  and systmone[next_delta] is delivery):
+                reads = self.read_systmone(systmone[next_delta:])
+                next_delta += len(reads)  # every delta read or passed over has its entry
+                yield reads
 
     def _systmone_raw(self, extract: systmone_source.SystmOneExtract, relative: str, practice: str
                       ) -> Iterator[tuple[str, str, pl.DataFrame]]:
@@ -875,21 +898,49 @@ class Loader:
 
     # --- ambulance: weekly files overlapping by 28 days ------------------------------------
 
-    def _load_ambulance(self, delivery, file_id, extract_date, trust, accept) -> FileResult:
+    def read_ambulance(self, delivery: Delivery) -> PreparedRead | None:
+        """An ambulance file read, validated and pseudonymised whole before its turn to load, or None when it is
+        larger than AMBULANCE_AHEAD_MAX_BYTES or its name is wrong (its load reads it as it loads, and says what is
+        wrong). A problem met while reading is kept, to be raised where its load reaches it. Touches no DuckDB
+        connection."""
+        try:
+            if _size_on_disk(delivery.path) > AMBULANCE_AHEAD_MAX_BYTES:
+                return None
+            _, extract_date = self._identify(delivery)
+        except (OSError, FeedFileError):
+            return None
+        read = PreparedRead(delivery.relative, notes=[])
+        try:
+            for chunk in ambulance_source.read_ambulance(delivery.path):
+                read.chunks.append(self._ambulance_chunk(chunk, extract_date))
+        except Exception as problem:  # noqa: BLE001 - raised again, unchanged, when its load reaches it
+            read.error = problem
+        return read
+
+    def _ambulance_chunk(self, chunk: pl.DataFrame, extract_date: dt.date) -> AmbulanceChunk:
+        """A chunk of an ambulance file validated, and its valid rows shaped as the raw table's."""
+        validated = validate_ambulance_incident(chunk, extract_date=extract_date)
+        valid = validated.valid.with_columns(london_to_utc("call_received").alias("call_received_at"))
+        frame = age_columns(add_geography(identity_tokens(valid, self.key)), "date_of_birth",
+                            pl.col("call_received"), "call")
+        return chunk.height, validated, frame.select(
+            "incident_id", "row_number", "call_received_at", "nhs_number_token", "name_dob_token",
+            "surname_dob_postcode_token", "postcode_token", "lsoa21_code", "imd_decile", "sex", "call_age",
+            "call_age_band", "arp_category", "call_outcome", "conveyed_to",
+            (pl.col("communal_address") == "Y").alias("is_communal_address"),
+            (pl.col("frequent_caller_flag") == "Y").alias("trust_frequent_caller_flag"))
+
+    def _load_ambulance(self, delivery, file_id, extract_date, trust, read: PreparedRead | None) -> FileResult:
+        """Upsert an ambulance file's incidents (`read`: as `read_ambulance` read it; None: read now, a chunk at a
+        time)."""
         result = FileResult(delivery.relative, "ambulance", "loaded")
+        chunks = read.replay() if read is not None else (
+            self._ambulance_chunk(chunk, extract_date) for chunk in ambulance_source.read_ambulance(delivery.path))
         first = True
-        for chunk in self._chunks(ambulance_source.read_ambulance(delivery.path), result):
-            validated = validate_ambulance_incident(chunk, extract_date=extract_date)
+        for received, validated, staged in chunks:
+            result.rows_received += received
             self._quarantine(validated, file_id, delivery.relative, result)
-            valid = validated.valid.with_columns(london_to_utc("call_received").alias("call_received_at"))
-            frame = age_columns(add_geography(identity_tokens(valid, self.key)), "date_of_birth",
-                                pl.col("call_received"), "call")
-            self._stage("stage_ambulance", frame.select(
-                "incident_id", "row_number", "call_received_at", "nhs_number_token", "name_dob_token",
-                "surname_dob_postcode_token", "postcode_token", "lsoa21_code", "imd_decile", "sex", "call_age",
-                "call_age_band", "arp_category", "call_outcome", "conveyed_to",
-                (pl.col("communal_address") == "Y").alias("is_communal_address"),
-                (pl.col("frequent_caller_flag") == "Y").alias("trust_frequent_caller_flag")), first)
+            self._stage("stage_ambulance", staged, first)
             first = False
         if not first:
             self.connection.execute(

@@ -215,6 +215,46 @@ def test_finding_1_a_delta_rewritten_after_it_was_read_ahead_waits_for_the_next_
         (f"gp/systmone/{names[1]}", "loaded")]
 
 
+def test_finding_1_an_ambulance_file_rewritten_after_it_was_read_ahead_waits_for_the_next_run(
+        sprx_home: Path, monkeypatch) -> None:
+    """Ambulance files are read, validated and pseudonymised before their turn to load, between SystmOne deltas
+    read the same way, each file read once. One its sender touches after that read is not recorded from what
+    was read: it stays in landing/, the files around it load, and the next run takes it whole."""
+    # in load order: a delta, three ambulance files, a delta
+    ambulance = [SAMPLE_FEEDS_DIR / "ambulance" / f"ambulance_RX7_2023{day}.csv" for day in ("0131", "0207", "0214")]
+    deltas = [SAMPLE_FEEDS_DIR / "gp" / "systmone" / f"systmone_P91003_2023{day}.zip" for day in ("0124", "0221")]
+    for path in [*ambulance, *deltas]:
+        folder = sprx_home / "landing" / path.relative_to(SAMPLE_FEEDS_DIR).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, folder / path.name)
+        age(folder / path.name)
+    touched = sprx_home / "landing" / "ambulance" / ambulance[1].name
+    read_ambulance, read_file = flows.load.Loader.read_ambulance, ambulance_source.read_ambulance
+    files_read = []
+
+    def read_then_touch(self, delivery):
+        read = read_ambulance(self, delivery)
+        if delivery.path == touched:  # the sender writes it again (same bytes) once it has been read
+            age(touched, 7200)
+        return read
+
+    def counted(path, *args, **kwargs):
+        files_read.append(Path(path).name)
+        return read_file(path, *args, **kwargs)
+
+    monkeypatch.setattr(flows.load.Loader, "read_ambulance", read_then_touch)
+    monkeypatch.setattr(ambulance_source, "read_ambulance", counted)
+    summary = ingest()
+    assert sorted(files_read) == sorted(path.name for path in ambulance)  # each read once, ahead of its load
+    assert summary.by_status() == {"loaded": len(ambulance) - 1 + len(deltas)}
+    assert touched.name in " ".join(summary.arriving) and touched.exists()
+    assert query(sprx_home, "select count(*) from audit.file_loads where path like ?", [f"%{touched.name}"]) == [(0,)]
+    monkeypatch.setattr(flows.load.Loader, "read_ambulance", read_ambulance)
+    assert ingest().by_status() == {"loaded": 1} and not touched.exists()
+    assert query(sprx_home, "select path, status from audit.file_loads where path like ?", [f"%{touched.name}"]) == [
+        (f"ambulance/{touched.name}", "loaded")]
+
+
 # --- finding 2: no guard against a changed or weak key --------------------------------------------
 
 OTHER_KEY = "another-key-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
