@@ -3,8 +3,9 @@
 Each file is one DuckDB transaction: either all its accepted rows, its rejected rows and its
 audit row commit together, or nothing does. SystmOne deltas, hundreds a year per practice and a few
 thousand rows each, are loaded in batches: many deliveries in one transaction, each file's rows
-staged apart and applied with one upsert per table when the batch commits (an upsert costs about
-20 ms on a table of a million rows however few rows it carries). A file-level problem in a batch,
+staged apart and applied once per table when the batch commits (the rows they replace deleted, the latest
+version of each row inserted: a statement costs about 20 ms on a table of a million rows however few rows it
+carries). A file-level problem in a batch,
 or a file that changes or disappears while it is read, undoes that file's own staged and quarantined
 rows only; any other error rolls the whole batch back, and its files stay in landing/ for the next run.
 An EMIS export, a practice's whole record (a million rows at ICS scale), is parsed, validated and pseudonymised
@@ -55,7 +56,7 @@ CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 # The time zone extract dates are written in: a file dated today in the UK is not in the future at 00:30 BST.
 EXTRACT_TIMEZONE = ZoneInfo("Europe/London")
 # Sources whose deliveries are loaded in batches (`Loader.join_batch`), and a batch's size: it commits when it
-# holds this many rows or deliveries. Smaller batches lose less work to a crash; larger ones pay fewer upserts.
+# holds this many rows or deliveries. Smaller batches lose less work to a crash; larger ones apply fewer times.
 BATCHED_SOURCES = ("systmone",)
 BATCH_MAX_ROWS = 500_000
 BATCH_MAX_FILES = 250
@@ -208,8 +209,10 @@ with latest as (
     select * from {staged}
     qualify row_number() over (partition by practice_code, row_identifier
                                order by extract_date desc, ordinal desc, row_number desc) = 1)
-select latest.* from latest left join {target} as held using (practice_code, row_identifier)
-where held.row_identifier is null or latest.extract_date >= held.extract_date
+select * from latest
+where not exists (select 1 from {target} as held
+                  where held.practice_code = latest.practice_code and held.row_identifier = latest.row_identifier
+                    and held.extract_date > latest.extract_date)
 """
 
 

@@ -217,10 +217,10 @@ def test_finding_1_a_delta_rewritten_after_it_was_read_ahead_waits_for_the_next_
 
 def test_finding_1_an_ambulance_file_rewritten_after_it_was_read_ahead_waits_for_the_next_run(
         sprx_home: Path, monkeypatch) -> None:
-    """Ambulance files are read, validated and pseudonymised before their turn to load, between SystmOne deltas
-    read the same way, each file read once. One its sender touches after that read is not recorded from what
-    was read: it stays in landing/, the files around it load, and the next run takes it whole."""
-    # in load order: a delta, three ambulance files, a delta
+    """Ambulance files are read, validated and pseudonymised before their turn to load (the next while the loader
+    writes the one before), each file read once, in the run that also reads SystmOne deltas ahead. One its sender
+    touches after that read is not recorded from what was read: it stays in landing/, the files around it load,
+    and the next run takes it whole."""
     ambulance = [SAMPLE_FEEDS_DIR / "ambulance" / f"ambulance_RX7_2023{day}.csv" for day in ("0131", "0207", "0214")]
     deltas = [SAMPLE_FEEDS_DIR / "gp" / "systmone" / f"systmone_P91003_2023{day}.zip" for day in ("0124", "0221")]
     for path in [*ambulance, *deltas]:
