@@ -266,7 +266,7 @@ def archive_deliveries(loader: Loader, deliveries: Sequence[Delivery], archive: 
     """Move deliveries whose recorded status is final to archive/; return how many moved, and the error of each
     whose bytes changed during its move (it was put back in landing/).
 
-    Their archive paths are recorded first, in one transaction: a crash before a move leaves that file in
+    Their archive paths are recorded first, in one statement: a crash before a move leaves that file in
     landing/, and the next run (finding it recorded) moves it. A delivery changed since it was read, or a move
     that fails, leaves the file in landing/ with a warning (a failed move's path is recorded as none again)."""
     logger = get_run_logger()

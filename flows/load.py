@@ -5,9 +5,8 @@ audit row commit together, or nothing does. SystmOne deltas, hundreds a year per
 thousand rows each, are loaded in batches: many deliveries in one transaction, each file's rows
 staged apart and applied once per table when the batch commits (the rows they replace deleted, the latest
 version of each row inserted: a statement costs about 20 ms on a table of a million rows however few rows it
-carries). A file-level problem in a batch,
-or a file that changes or disappears while it is read, undoes that file's own staged and quarantined
-rows only; any other error rolls the whole batch back, and its files stay in landing/ for the next run.
+carries). A file-level problem in a batch, or a file that changes or disappears while it is read, undoes that
+file's own staged and quarantined rows only; any other error rolls the whole batch back, and its files stay in landing/ for the next run.
 An EMIS export, a practice's whole record (a million rows at ICS scale), is parsed, validated and pseudonymised
 ahead in two threads (`read_ahead`) while its events are written, so that DuckDB and Python share the cores.
 A file-level problem (unreadable, wrong name, a required column missing, the practice in the name not
@@ -836,8 +835,7 @@ class Loader:
                 continue
             if delivery.source == "ambulance":
                 yield {delivery.relative: self.read_ambulance(delivery)}
-            elif (delivery.source == "systmone" and next_delta < len(systmone)
-                  and systmone[next_delta] is delivery):
+            elif next_delta < len(systmone) and systmone[next_delta] is delivery:  # the first of a group
                 reads = self.read_systmone(systmone[next_delta:])
                 next_delta += len(reads)  # every delta read or passed over has its entry
                 yield reads

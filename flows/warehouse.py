@@ -314,7 +314,7 @@ def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS, *,
 # Primary keys no longer kept as an index, which warehouses made before 2026-11-27 (raw.emis_patients) and
 # 2026-11-28 (the SystmOne tables) carry. One row per key holds by construction: an EMIS snapshot is replaced whole
 # in one transaction, and a SystmOne batch deletes the rows it replaces and inserts one row per key
-# (`Loader.commit_batch`); tests/test_load_semantics.py checks both. The indexes cost about 4 s a practice each
+# (`Loader.commit_batch`); tests/test_load_semantics.py checks both, and dbt tests the SystmOne sources. The indexes cost about 4 s a practice each
 # night for EMIS, and for SystmOne about half of each batch's apply and commit (benchmarks/README.md, "EMIS exports
 # read ahead" and "SystmOne tables without keys").
 DROPPED_KEYS = ("emis_patients", "systmone_patients", "systmone_codes", "systmone_appointments")
