@@ -69,10 +69,11 @@ SYSTMONE_GROUP_MAX_FILES = 100
 SYSTMONE_GROUP_MAX_ROWS = 100_000
 SYSTMONE_GROUP_MAX_BYTES = 8 * 1024 * 1024
 # Sources whose deliveries are read, validated and pseudonymised ahead, in a second thread (`Loader.prepared_reads`),
-# and the largest ambulance file on disk read so, whole (`Loader.read_ambulance`); a larger one is read a chunk at a
-# time as it loads.
-READ_AHEAD_SOURCES = ("systmone", "ambulance")
-AMBULANCE_AHEAD_MAX_BYTES = 8 * 1024 * 1024
+# and the largest EMIS export or ambulance file on disk read so, whole (`Loader.read_whole`: a practice of 11,000
+# patients sends an export of about 8 MB, an ICS-sized ambulance trust a weekly file of 4.7 MB); a larger one is read
+# a chunk at a time as it loads, the next chunks ahead of the one being written.
+READ_AHEAD_SOURCES = ("systmone", "ambulance", "emis")
+WHOLE_AHEAD_MAX_BYTES = 16 * 1024 * 1024
 # An EMIS export's events go into raw.emis_events this many at a time (DuckDB writes a large append as whole
 # row groups: 500,000 rows at once took 16.6 s for 11.8 M rows, 100,000 at once 21.5 s).
 EMIS_APPEND_ROWS = 500_000
@@ -119,6 +120,9 @@ SystmoneChunk = tuple[str, str, int, Validated, pl.DataFrame]
 SYSTMONE_CONTRACTS = {"patient": SystmOnePatient, "code": SystmOneCode, "appointment": SystmOneAppointment}
 
 
+# One chunk of an EMIS export as the load writes it: the rows read, their validation, its patients (to stage) and
+# its events (as raw.emis_events rows, less the file's id).
+EmisChunk = tuple[int, Validated, pl.DataFrame, pl.DataFrame]
 # One chunk of an ambulance file as the load stages it: the rows read, their validation and the valid rows shaped
 # as raw.ambulance_incidents' (less the file's own columns).
 AmbulanceChunk = tuple[int, Validated, pl.DataFrame]
@@ -127,8 +131,8 @@ AmbulanceChunk = tuple[int, Validated, pl.DataFrame]
 @dataclass
 class PreparedRead:
     """A delivery read, checked, validated and pseudonymised before its turn to load, in the read-ahead thread
-    (`Loader.prepared_reads`): a SystmOne delta's chunks (`SystmoneChunk`) or an ambulance file's
-    (`AmbulanceChunk`).
+    (`Loader.prepared_reads`): a SystmOne delta's chunks (`SystmoneChunk`), an EMIS export's (`EmisChunk`) or an
+    ambulance file's (`AmbulanceChunk`).
 
     `chunks` hold what was read, in order; `error` is the problem that stopped the reading, raised when the load
     reaches it, after the chunks before it: what reading the file as it loads would meet. `notes` is None when
@@ -376,6 +380,8 @@ class Loader:
                 result = self._load_systmone(delivery, file_id, extract_date, organisation, read)
             elif delivery.source == "ambulance":
                 result = self._load_ambulance(delivery, file_id, extract_date, organisation, read)
+            elif delivery.source == "emis":
+                result = self._load_emis(delivery, file_id, extract_date, organisation, accept, read)
             else:
                 loader = getattr(self, f"_load_{delivery.source}")
                 result = loader(delivery, file_id, extract_date, organisation, accept)
@@ -641,13 +647,13 @@ class Loader:
 
     # --- EMIS: full-refresh snapshot per practice ------------------------------------------
 
-    def _load_emis(self, delivery, file_id, extract_date, practice, accept) -> FileResult:
+    def _load_emis(self, delivery, file_id, extract_date, practice, accept, read: PreparedRead | None) -> FileResult:
         """Replace the practice's snapshot with this export, in this file's transaction.
 
         Unless the export is older than the snapshot already loaded, that snapshot is deleted first and each
-        chunk's events go straight into raw.emis_events while the next chunks are read ahead (`read_ahead`);
-        a held or rejected export rolls all of it back. An older export is read and checked to the end, and
-        not applied (superseded)."""
+        chunk's events go straight into raw.emis_events: as `read_whole` read them (`read`), or read now while the
+        next chunks are read ahead (`read_ahead`); a held or rejected export rolls all of it back. An older export
+        is read and checked to the end, and not applied (superseded)."""
         result = FileResult(delivery.relative, "emis", "loaded")
         current = self._one(
             "select count(*), max(extract_date) from raw.emis_patients where practice_code = ?", [practice]
@@ -658,7 +664,8 @@ class Loader:
             self.connection.execute("delete from raw.emis_events where practice_code = ?", [practice])
         first = True
         events_waiting: list[pl.DataFrame] = []
-        prepared = read_ahead(self._emis_chunks(delivery.path, file_id, extract_date, practice), depth=1)
+        prepared = read.replay() if read is not None else read_ahead(
+            self._emis_chunks(delivery.path, extract_date, practice), depth=1)
         try:
             for received, validated, patients, events in prepared:
                 result.rows_received += received
@@ -667,13 +674,13 @@ class Loader:
                     self._stage("stage_emis_patients", patients, first)
                     events_waiting.append(events)
                     if sum(frame.height for frame in events_waiting) >= EMIS_APPEND_ROWS:
-                        self._append("raw.emis_events", pl.concat(events_waiting))
+                        self._append_emis_events(events_waiting, file_id)
                         events_waiting.clear()
                 first = False
         finally:
             prepared.close()  # the reading threads stop, and the file is closed, before the load goes on or fails
         if events_waiting:
-            self._append("raw.emis_events", pl.concat(events_waiting))
+            self._append_emis_events(events_waiting, file_id)
         if first:
             raise FeedFileError("the export has a header but no patients; expected every registered patient")
         if superseded:
@@ -708,11 +715,13 @@ class Loader:
         result.message = f"snapshot of {incoming} registered patients replaces the previous one"
         return result
 
-    def _emis_chunks(self, path: Path, file_id: int, extract_date: dt.date, practice: str
-                     ) -> Iterator[tuple[int, Validated, pl.DataFrame, pl.DataFrame]]:
+    def _append_emis_events(self, events: list[pl.DataFrame], file_id: int) -> None:
+        self._append("raw.emis_events", pl.concat(events).with_columns(pl.lit(file_id, dtype=pl.Int64).alias("file_id")))
+
+    def _emis_chunks(self, path: Path, extract_date: dt.date, practice: str) -> Iterator[EmisChunk]:
         """Each chunk of an export read, checked, validated and pseudonymised: its row count, its validation,
-        its patients (to stage) and its events (as raw.emis_events rows). Touches no DuckDB connection, so
-        that it can run ahead in another thread."""
+        its patients (to stage) and its events (as raw.emis_events rows, less the file's id, which the load
+        gives). Touches no DuckDB connection, so that it can run ahead in another thread."""
         parsed = read_ahead(emis_source.read_emis(path), depth=1)  # parsing, in a third thread
         try:
             for chunk in parsed:
@@ -735,8 +744,7 @@ class Loader:
                     "lsoa21_code", "imd_decile", "gender", "extract_age", "extract_age_band",
                 ), events.select(
                     pl.lit(practice).alias("practice_code"), "emis_number",
-                    pl.lit(extract_date, dtype=pl.Date).alias("extract_date"),
-                    pl.lit(file_id, dtype=pl.Int64).alias("file_id"), "row_number", "event_date",
+                    pl.lit(extract_date, dtype=pl.Date).alias("extract_date"), "row_number", "event_date",
                     pl.col("code").alias("snomed_code"), "code_term", "consultation_type", "appointment_status",
                     "event_age", "event_age_band",
                 )
@@ -823,18 +831,18 @@ class Loader:
         return reads
 
     def prepared_reads(self, deliveries: Sequence[Delivery]) -> Iterator[dict[str, PreparedRead | None]]:
-        """The SystmOne deltas and ambulance files among `deliveries` (in load order) read before their turn to
-        load, as {relative path: its read}, in the order the loads reach them: each group of deltas
-        (`read_systmone`) where its first delta comes, each ambulance file (`read_ambulance`) where it comes. Touches
-        no DuckDB connection, so that it can run ahead in another thread (`read_ahead`) while the loader writes the
-        files before."""
+        """The SystmOne deltas, EMIS exports and ambulance files among `deliveries` (in load order) read before
+        their turn to load, as {relative path: its read}, in the order the loads reach them: each group of deltas
+        (`read_systmone`) where its first delta comes, each export or ambulance file (`read_whole`) where it comes.
+        Touches no DuckDB connection, so that it can run ahead in another thread (`read_ahead`) while the loader
+        writes the files before."""
         systmone = [delivery for delivery in deliveries if delivery.source == "systmone"]
         next_delta = 0  # the first delta of systmone not yet read
         for delivery in deliveries:
             if delivery.source not in READ_AHEAD_SOURCES:
                 continue
-            if delivery.source == "ambulance":
-                yield {delivery.relative: self.read_ambulance(delivery)}
+            if delivery.source in ("emis", "ambulance"):
+                yield {delivery.relative: self.read_whole(delivery)}
             elif next_delta < len(systmone) and systmone[next_delta] is delivery:  # the first of a group
                 reads = self.read_systmone(systmone[next_delta:])
                 next_delta += len(reads)  # every delta read or passed over has its entry
@@ -899,23 +907,26 @@ class Loader:
 
     # --- ambulance: weekly files overlapping by 28 days ------------------------------------
 
-    def read_ambulance(self, delivery: Delivery) -> PreparedRead | None:
-        """An ambulance file read, validated and pseudonymised whole before its turn to load, or None when it is
-        larger than AMBULANCE_AHEAD_MAX_BYTES or its name is wrong (its load reads it as it loads, and says what is
-        wrong). A problem met while reading is kept, to be raised where its load reaches it. Touches no DuckDB
-        connection."""
+    def read_whole(self, delivery: Delivery) -> PreparedRead | None:
+        """An EMIS export or an ambulance file read, checked, validated and pseudonymised whole before its turn to
+        load, or None when it is larger than WHOLE_AHEAD_MAX_BYTES or its name is wrong (its load reads it as it
+        loads, and says what is wrong). A problem met while reading is kept, to be raised where its load reaches
+        it. Touches no DuckDB connection."""
         try:
-            if _size_on_disk(delivery.path) > AMBULANCE_AHEAD_MAX_BYTES:
+            if _size_on_disk(delivery.path) > WHOLE_AHEAD_MAX_BYTES:
                 return None
-            _, extract_date = self._identify(delivery)
+            organisation, extract_date = self._identify(delivery)
         except (OSError, FeedFileError):
             return None
+        chunks = self._emis_chunks(delivery.path, extract_date, organisation) if delivery.source == "emis" else (
+            self._ambulance_chunk(chunk, extract_date) for chunk in ambulance_source.read_ambulance(delivery.path))
         read = PreparedRead(delivery.relative, notes=[])
         try:
-            for chunk in ambulance_source.read_ambulance(delivery.path):
-                read.chunks.append(self._ambulance_chunk(chunk, extract_date))
+            read.chunks.extend(chunks)
         except Exception as problem:  # noqa: BLE001 - raised again, unchanged, when its load reaches it
             read.error = problem
+        finally:
+            chunks.close()  # the EMIS reader's parsing thread stops, and the file is closed
         return read
 
     def _ambulance_chunk(self, chunk: pl.DataFrame, extract_date: dt.date) -> AmbulanceChunk:
@@ -932,7 +943,7 @@ class Loader:
             (pl.col("frequent_caller_flag") == "Y").alias("trust_frequent_caller_flag"))
 
     def _load_ambulance(self, delivery, file_id, extract_date, trust, read: PreparedRead | None) -> FileResult:
-        """Upsert an ambulance file's incidents (`read`: as `read_ambulance` read it; None: read now, a chunk at a
+        """Upsert an ambulance file's incidents (`read`: as `read_whole` read it; None: read now, a chunk at a
         time)."""
         result = FileResult(delivery.relative, "ambulance", "loaded")
         chunks = read.replay() if read is not None else (

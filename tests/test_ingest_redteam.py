@@ -22,6 +22,7 @@ import flows.load
 from flows.ingest import ingest
 from sprx.cli import main
 from sprx.readers import ambulance as ambulance_source
+from sprx.readers import emis as emis_source
 from sprx.settings import SAMPLE_FEEDS_DIR
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -215,25 +216,35 @@ def test_finding_1_a_delta_rewritten_after_it_was_read_ahead_waits_for_the_next_
         (f"gp/systmone/{names[1]}", "loaded")]
 
 
-def test_finding_1_an_ambulance_file_rewritten_after_it_was_read_ahead_waits_for_the_next_run(
-        sprx_home: Path, monkeypatch) -> None:
-    """Ambulance files are read, validated and pseudonymised before their turn to load (the next while the loader
-    writes the one before), each file read once, in the run that also reads SystmOne deltas ahead. One its sender
-    touches after that read is not recorded from what was read: it stays in landing/, the files around it load,
-    and the next run takes it whole."""
-    ambulance = [SAMPLE_FEEDS_DIR / "ambulance" / f"ambulance_RX7_2023{day}.csv" for day in ("0131", "0207", "0214")]
+READ_WHOLE = {  # a feed whose files are read whole ahead of their load: three of its sample files, its reader
+    "ambulance": ([f"ambulance/ambulance_RX7_2023{day}.csv" for day in ("0131", "0207", "0214")],
+                  ambulance_source, "read_ambulance"),
+    "emis": ([f"gp/emis/emis_{practice}_20261031.csv" for practice in ("P91009", "P91029", "P91631")],
+             emis_source, "read_emis"),
+}
+
+
+@pytest.mark.parametrize("feed", sorted(READ_WHOLE))
+def test_finding_1_a_file_rewritten_after_it_was_read_ahead_waits_for_the_next_run(
+        feed: str, sprx_home: Path, monkeypatch) -> None:
+    """Ambulance files and EMIS exports are read, validated and pseudonymised before their turn to load (the next
+    while the loader writes the one before), each file read once, in the run that also reads SystmOne deltas
+    ahead. One its sender touches after that read is not recorded from what was read: it stays in landing/, the
+    files around it load, and the next run takes it whole."""
+    names, reader_module, reader_name = READ_WHOLE[feed]
+    files = [SAMPLE_FEEDS_DIR / name for name in names]
     deltas = [SAMPLE_FEEDS_DIR / "gp" / "systmone" / f"systmone_P91003_2023{day}.zip" for day in ("0124", "0221")]
-    for path in [*ambulance, *deltas]:
+    for path in [*files, *deltas]:
         folder = sprx_home / "landing" / path.relative_to(SAMPLE_FEEDS_DIR).parent
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, folder / path.name)
         age(folder / path.name)
-    touched = sprx_home / "landing" / "ambulance" / ambulance[1].name
-    read_ambulance, read_file = flows.load.Loader.read_ambulance, ambulance_source.read_ambulance
+    touched = sprx_home / "landing" / names[1]
+    read_whole, read_file = flows.load.Loader.read_whole, getattr(reader_module, reader_name)
     files_read = []
 
     def read_then_touch(self, delivery):
-        read = read_ambulance(self, delivery)
+        read = read_whole(self, delivery)
         if delivery.path == touched:  # the sender writes it again (same bytes) once it has been read
             age(touched, 7200)
         return read
@@ -242,17 +253,17 @@ def test_finding_1_an_ambulance_file_rewritten_after_it_was_read_ahead_waits_for
         files_read.append(Path(path).name)
         return read_file(path, *args, **kwargs)
 
-    monkeypatch.setattr(flows.load.Loader, "read_ambulance", read_then_touch)
-    monkeypatch.setattr(ambulance_source, "read_ambulance", counted)
+    monkeypatch.setattr(flows.load.Loader, "read_whole", read_then_touch)
+    monkeypatch.setattr(reader_module, reader_name, counted)
     summary = ingest()
-    assert sorted(files_read) == sorted(path.name for path in ambulance)  # each read once, ahead of its load
-    assert summary.by_status() == {"loaded": len(ambulance) - 1 + len(deltas)}
+    assert sorted(files_read) == sorted(path.name for path in files)  # each read once, ahead of its load
+    assert summary.by_status() == {"loaded": len(files) - 1 + len(deltas)}
     assert touched.name in " ".join(summary.arriving) and touched.exists()
     assert query(sprx_home, "select count(*) from audit.file_loads where path like ?", [f"%{touched.name}"]) == [(0,)]
-    monkeypatch.setattr(flows.load.Loader, "read_ambulance", read_ambulance)
+    monkeypatch.setattr(flows.load.Loader, "read_whole", read_whole)
     assert ingest().by_status() == {"loaded": 1} and not touched.exists()
     assert query(sprx_home, "select path, status from audit.file_loads where path like ?", [f"%{touched.name}"]) == [
-        (f"ambulance/{touched.name}", "loaded")]
+        (names[1], "loaded")]
 
 
 # --- finding 2: no guard against a changed or weak key --------------------------------------------
