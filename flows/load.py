@@ -943,7 +943,7 @@ class Loader:
             (pl.col("frequent_caller_flag") == "Y").alias("trust_frequent_caller_flag"))
 
     def _load_ambulance(self, delivery, file_id, extract_date, trust, read: PreparedRead | None) -> FileResult:
-        """Add or replace an ambulance file's incidents (`read`: as `read_whole` read it; None: read now, a chunk at a
+        """Upsert an ambulance file's incidents (`read`: as `read_whole` read it; None: read now, a chunk at a
         time)."""
         result = FileResult(delivery.relative, "ambulance", "loaded")
         chunks = read.replay() if read is not None else (
@@ -955,11 +955,6 @@ class Loader:
             self._stage("stage_ambulance", staged, first)
             first = False
         if not first:
-            # the versions this file replaces (an extract as late or earlier) go, then its incidents go in but for
-            # those a later extract already holds: one row per incident, with no key index to keep up (DROPPED_KEYS)
-            self.connection.execute(
-                "delete from raw.ambulance_incidents where trust_code = ? and extract_date <= ? "
-                "and incident_id in (select incident_id from stage_ambulance)", [trust, extract_date])
             self.connection.execute(
                 """
                 insert into raw.ambulance_incidents
@@ -968,11 +963,21 @@ class Loader:
                        call_age_band, arp_category, call_outcome, conveyed_to, is_communal_address,
                        trust_frequent_caller_flag
                 from stage_ambulance
-                where not exists (select 1 from raw.ambulance_incidents held
-                                  where held.trust_code = ? and held.incident_id = stage_ambulance.incident_id)
                 qualify row_number() over (partition by incident_id order by row_number desc) = 1
+                on conflict (trust_code, incident_id) do update set
+                    extract_date = excluded.extract_date, file_id = excluded.file_id,
+                    call_received_at = excluded.call_received_at, nhs_number_token = excluded.nhs_number_token,
+                    name_dob_token = excluded.name_dob_token,
+                    surname_dob_postcode_token = excluded.surname_dob_postcode_token,
+                    postcode_token = excluded.postcode_token, lsoa21_code = excluded.lsoa21_code,
+                    imd_decile = excluded.imd_decile, sex = excluded.sex, call_age = excluded.call_age,
+                    call_age_band = excluded.call_age_band, arp_category = excluded.arp_category,
+                    call_outcome = excluded.call_outcome, conveyed_to = excluded.conveyed_to,
+                    is_communal_address = excluded.is_communal_address,
+                    trust_frequent_caller_flag = excluded.trust_frequent_caller_flag
+                where excluded.extract_date >= ambulance_incidents.extract_date
                 """,
-                [trust, extract_date, file_id, trust],
+                [trust, extract_date, file_id],
             )
         result.rows_loaded = result.rows_received - result.rows_rejected
         result.message = "incidents added or replaced by this later version"

@@ -186,7 +186,8 @@ create table if not exists raw.ambulance_incidents (
     call_outcome varchar not null,
     conveyed_to varchar,
     is_communal_address boolean not null,
-    trust_frequent_caller_flag boolean
+    trust_frequent_caller_flag boolean,
+    primary key (trust_code, incident_id)
 );
 
 create table if not exists raw.vcse_attendances (
@@ -310,16 +311,13 @@ def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS, *,
     return connection
 
 
-# Primary keys no longer kept as an index, which warehouses made before 2026-11-27 (raw.emis_patients), before
-# 2026-11-28 (the SystmOne tables) and until later that day (raw.ambulance_incidents) carry. One row per key holds by
-# construction: an EMIS snapshot is replaced whole in one transaction, a SystmOne batch deletes the rows it replaces
-# and inserts one row per key (`Loader.commit_batch`), and so does an ambulance file (`Loader._load_ambulance`);
-# tests/test_load_semantics.py checks them, and dbt tests the SystmOne and ambulance sources. The indexes cost about
-# 4 s a practice each night for EMIS, and for SystmOne about half of each batch's apply and commit
-# (benchmarks/README.md, "EMIS exports read ahead", "SystmOne tables without keys" and "Ambulance incidents without
-# a key").
-DROPPED_KEYS = ("emis_patients", "systmone_patients", "systmone_codes", "systmone_appointments",
-                "ambulance_incidents")
+# Primary keys no longer kept as an index, which warehouses made before 2026-11-27 (raw.emis_patients) and
+# 2026-11-28 (the SystmOne tables) carry. One row per key holds by construction: an EMIS snapshot is replaced whole
+# in one transaction, and a SystmOne batch deletes the rows it replaces and inserts one row per key
+# (`Loader.commit_batch`); tests/test_load_semantics.py checks both, and dbt tests the SystmOne sources. The indexes cost about 4 s a practice each
+# night for EMIS, and for SystmOne about half of each batch's apply and commit (benchmarks/README.md, "EMIS exports
+# read ahead" and "SystmOne tables without keys").
+DROPPED_KEYS = ("emis_patients", "systmone_patients", "systmone_codes", "systmone_appointments")
 
 
 def _drop_old_keys(connection: duckdb.DuckDBPyConnection) -> None:

@@ -127,12 +127,12 @@ def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Pa
     load_all(tmp_path / "batched-shuffled.duckdb", systmone[:len(systmone) // 2] + others
              + systmone[len(systmone) // 2:], batched=True)
     assert raw_state(tmp_path / "batched-shuffled.duckdb") == expected
-    # one row per key (the tables keep no key index: warehouse.DROPPED_KEYS)
+    # one row per practice and row identifier (the tables keep no key index: warehouse.DROPPED_KEYS)
     for warehouse in tmp_path.glob("*.duckdb"):
         with duckdb.connect(str(warehouse), read_only=True) as connection:
-            for table, (sender, key, _) in OLD_KEYS.items():
+            for table in ("raw.systmone_patients", "raw.systmone_codes", "raw.systmone_appointments"):
                 rows, keys = connection.execute(
-                    f"select count(*), count(distinct ({sender}, {key})) from raw.{table}").fetchone()
+                    f"select count(*), count(distinct (practice_code, row_identifier)) from {table}").fetchone()
                 assert rows == keys > 0, (warehouse.name, table)
 
 
@@ -328,24 +328,13 @@ def test_killing_the_process_mid_load_leaves_nothing_and_the_next_run_completes(
         connection.close()
 
 
-# Each table that lost its key: the sender's column of the key, the row's, and the other columns a row needs
-OLD_KEYS = {
-    "emis_patients": ("practice_code", "emis_number", {}),
-    "systmone_patients": ("practice_code", "row_identifier", {"is_removed": "false"}),
-    "systmone_codes": ("practice_code", "row_identifier", {"is_removed": "false"}),
-    "systmone_appointments": ("practice_code", "row_identifier", {"is_removed": "false"}),
-    "ambulance_incidents": ("trust_code", "incident_id", {
-        "call_received_at": "timestamp '2026-10-01 10:00'", "arp_category": "'C2'", "call_outcome": "'conveyed'",
-        "is_communal_address": "false"}),
-}
-
-
-@pytest.mark.parametrize("table", sorted(OLD_KEYS))
-def test_a_warehouse_made_with_an_old_key_loses_it_and_keeps_its_rows(tmp_path: Path, table: str) -> None:
-    """Warehouses made before 2026-11-27 keyed raw.emis_patients, before 2026-11-28 the SystmOne tables and
-    raw.ambulance_incidents; opening one rebuilds the table without the key (whose index made each night's snapshot
-    swap, each SystmOne batch and each ambulance file slow), rows and NOT NULLs kept, and then leaves it alone."""
-    sender, key, needed = OLD_KEYS[table]
+@pytest.mark.parametrize(("table", "key"), [
+    ("emis_patients", "emis_number"), ("systmone_patients", "row_identifier"),
+    ("systmone_codes", "row_identifier"), ("systmone_appointments", "row_identifier")])
+def test_a_warehouse_made_with_an_old_key_loses_it_and_keeps_its_rows(tmp_path: Path, table: str, key: str) -> None:
+    """Warehouses made before 2026-11-27 keyed raw.emis_patients, before 2026-11-28 the SystmOne tables; opening one
+    rebuilds the table without the key (whose index made each night's snapshot swap, and each SystmOne batch,
+    slow), rows and NOT NULLs kept, and then leaves it alone."""
     fresh = connect(tmp_path / "fresh.duckdb")
     try:
         create = fresh.execute("select sql from duckdb_tables() where schema_name = 'raw' and table_name = ?",
@@ -357,11 +346,10 @@ def test_a_warehouse_made_with_an_old_key_loses_it_and_keeps_its_rows(tmp_path: 
     path = tmp_path / "w.duckdb"
     with duckdb.connect(str(path)) as old:
         old.execute("create schema raw")
-        old.execute(create.rstrip(";").rstrip()[:-1] + f", primary key ({sender}, {key}))")  # as it was
-        columns = "".join(f", {column}" for column in needed)
-        values = "".join(f", {value}" for value in needed.values())
-        old.execute(f"insert into raw.{table} ({sender}, {key}, extract_date, file_id{columns}) values "
-                    + ", ".join(f"('P91004', '{number}', date '2026-10-{day}', {file_id}{values})"
+        old.execute(create.rstrip(";").rstrip()[:-1] + f", primary key (practice_code, {key}))")  # as it was
+        removed = ", is_removed" if table.startswith("systmone") else ""
+        old.execute(f"insert into raw.{table} (practice_code, {key}, extract_date, file_id{removed}) values "
+                    + ", ".join(f"('P91004', '{number}', date '2026-10-{day}', {file_id}{', false' * bool(removed)})"
                                 for number, day, file_id in (("1001", 31, 7), ("1002", 30, 8))))
 
     def constraints(connection) -> list[str]:
@@ -380,7 +368,7 @@ def test_a_warehouse_made_with_an_old_key_loses_it_and_keeps_its_rows(tmp_path: 
         connection = connect(path)
         try:
             assert constraints(connection) == ["NOT NULL"] * not_nulls
-            assert connection.execute(f"select {sender}, {key}, extract_date, file_id from raw.{table} "
+            assert connection.execute(f"select practice_code, {key}, extract_date, file_id from raw.{table} "
                                       f"order by {key}").fetchall() == [
                 ("P91004", "1001", dt.date(2026, 10, 31), 7), ("P91004", "1002", dt.date(2026, 10, 30), 8)]
             assert f"{table}_keyed" not in {row[0] for row in connection.execute(
