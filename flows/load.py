@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -69,10 +69,10 @@ SYSTMONE_GROUP_MAX_FILES = 100
 SYSTMONE_GROUP_MAX_ROWS = 100_000
 SYSTMONE_GROUP_MAX_BYTES = 8 * 1024 * 1024
 # Sources whose deliveries are read, validated and pseudonymised ahead, in a second thread (`Loader.prepared_reads`),
-# and the largest EMIS export or ambulance file on disk read so, whole (`Loader.read_whole`: a practice of 11,000
-# patients sends an export of about 8 MB, an ICS-sized ambulance trust a weekly file of 4.7 MB); a larger one is read
-# a chunk at a time as it loads, the next chunks ahead of the one being written.
-READ_AHEAD_SOURCES = ("systmone", "ambulance", "emis")
+# and the largest EMIS export, ambulance file or VCSE sheet on disk read so, whole (`Loader.read_whole`: a practice of
+# 11,000 patients sends an export of about 8 MB, an ICS-sized ambulance trust a weekly file of 4.7 MB); a larger one
+# is read a chunk at a time as it loads (an EMIS export's next chunks ahead of the one being written).
+READ_AHEAD_SOURCES = ("systmone", "ambulance", "emis", "vcse")
 WHOLE_AHEAD_MAX_BYTES = 16 * 1024 * 1024
 # An EMIS export's events go into raw.emis_events this many at a time (DuckDB writes a large append as whole
 # row groups: 500,000 rows at once took 16.6 s for 11.8 M rows, 100,000 at once 21.5 s).
@@ -123,6 +123,9 @@ SYSTMONE_CONTRACTS = {"patient": SystmOnePatient, "code": SystmOneCode, "appoint
 # One chunk of an EMIS export as the load writes it: the rows read, their validation, its patients (to stage) and
 # its events (as raw.emis_events rows, less the file's id).
 EmisChunk = tuple[int, Validated, pl.DataFrame, pl.DataFrame]
+# One chunk of a VCSE sheet as the load stages it: the rows read, their validation and the valid rows shaped as the
+# stage's.
+VcseChunk = tuple[int, Validated, pl.DataFrame]
 # One chunk of an ambulance file as the load stages it: the rows read, their validation and the valid rows shaped
 # as raw.ambulance_incidents' (less the file's own columns).
 AmbulanceChunk = tuple[int, Validated, pl.DataFrame]
@@ -131,17 +134,19 @@ AmbulanceChunk = tuple[int, Validated, pl.DataFrame]
 @dataclass
 class PreparedRead:
     """A delivery read, checked, validated and pseudonymised before its turn to load, in the read-ahead thread
-    (`Loader.prepared_reads`): a SystmOne delta's chunks (`SystmoneChunk`), an EMIS export's (`EmisChunk`) or an
-    ambulance file's (`AmbulanceChunk`).
+    (`Loader.prepared_reads`): a SystmOne delta's chunks (`SystmoneChunk`), an EMIS export's (`EmisChunk`), an
+    ambulance file's (`AmbulanceChunk`) or a VCSE sheet's (`VcseChunk`).
 
     `chunks` hold what was read, in order; `error` is the problem that stopped the reading, raised when the load
     reaches it, after the chunks before it: what reading the file as it loads would meet. `notes` is None when
-    the file could not be opened (`error` says why)."""
+    the file could not be opened (`error` says why). `headings`: the headings the VCSE service had confirmed when
+    its sheet was read (the load reads the sheet again if they have changed since)."""
 
     relative: str
     notes: list[str] | None = None
     chunks: list | Iterator = field(default_factory=list)
     error: Exception | None = None
+    headings: Mapping[str, str | None] | None = None
 
     def replay(self) -> Iterator:
         yield from self.chunks
@@ -383,8 +388,7 @@ class Loader:
             elif delivery.source == "emis":
                 result = self._load_emis(delivery, file_id, extract_date, organisation, accept, read)
             else:
-                loader = getattr(self, f"_load_{delivery.source}")
-                result = loader(delivery, file_id, extract_date, organisation, accept)
+                result = self._load_vcse(delivery, file_id, extract_date, organisation, read)
             held = self.connection.execute(
                 "select file_id from audit.file_loads where path = ? and status = 'held'", [delivery.relative]
             ).fetchall()
@@ -639,12 +643,6 @@ class Loader:
                 f"expected every row to belong to {practice}"
             )
 
-    @staticmethod
-    def _chunks(frames: Iterator[pl.DataFrame], result: FileResult) -> Iterator[pl.DataFrame]:
-        for frame in frames:
-            result.rows_received += frame.height
-            yield frame
-
     # --- EMIS: full-refresh snapshot per practice ------------------------------------------
 
     def _load_emis(self, delivery, file_id, extract_date, practice, accept, read: PreparedRead | None) -> FileResult:
@@ -831,9 +829,9 @@ class Loader:
         return reads
 
     def prepared_reads(self, deliveries: Sequence[Delivery]) -> Iterator[dict[str, PreparedRead | None]]:
-        """The SystmOne deltas, EMIS exports and ambulance files among `deliveries` (in load order) read before
-        their turn to load, as {relative path: its read}, in the order the loads reach them: each group of deltas
-        (`read_systmone`) where its first delta comes, each export or ambulance file (`read_whole`) where it comes.
+        """The SystmOne deltas, EMIS exports, ambulance files and VCSE sheets among `deliveries` (in load order) read
+        before their turn to load, as {relative path: its read}, in the order the loads reach them: each group of
+        deltas (`read_systmone`) where its first delta comes, each other file (`read_whole`) where it comes.
         Touches no DuckDB connection, so that it can run ahead in another thread (`read_ahead`) while the loader
         writes the files before."""
         systmone = [delivery for delivery in deliveries if delivery.source == "systmone"]
@@ -841,7 +839,7 @@ class Loader:
         for delivery in deliveries:
             if delivery.source not in READ_AHEAD_SOURCES:
                 continue
-            if delivery.source in ("emis", "ambulance"):
+            if delivery.source in ("emis", "ambulance", "vcse"):
                 yield {delivery.relative: self.read_whole(delivery)}
             elif next_delta < len(systmone) and systmone[next_delta] is delivery:  # the first of a group
                 reads = self.read_systmone(systmone[next_delta:])
@@ -908,16 +906,18 @@ class Loader:
     # --- ambulance: weekly files overlapping by 28 days ------------------------------------
 
     def read_whole(self, delivery: Delivery) -> PreparedRead | None:
-        """An EMIS export or an ambulance file read, checked, validated and pseudonymised whole before its turn to
-        load, or None when it is larger than WHOLE_AHEAD_MAX_BYTES or its name is wrong (its load reads it as it
-        loads, and says what is wrong). A problem met while reading is kept, to be raised where its load reaches
-        it. Touches no DuckDB connection."""
+        """An EMIS export, an ambulance file or a VCSE sheet read, checked, validated and pseudonymised whole
+        before its turn to load, or None when it is larger than WHOLE_AHEAD_MAX_BYTES or its name is wrong (its
+        load reads it as it loads, and says what is wrong). A problem met while reading is kept, to be raised where
+        its load reaches it. Touches no DuckDB connection."""
         try:
             if _size_on_disk(delivery.path) > WHOLE_AHEAD_MAX_BYTES:
                 return None
             organisation, extract_date = self._identify(delivery)
         except (OSError, FeedFileError):
             return None
+        if delivery.source == "vcse":
+            return self._read_vcse_whole(delivery, extract_date, organisation)
         chunks = self._emis_chunks(delivery.path, extract_date, organisation) if delivery.source == "emis" else (
             self._ambulance_chunk(chunk, extract_date) for chunk in ambulance_source.read_ambulance(delivery.path))
         read = PreparedRead(delivery.relative, notes=[])
@@ -927,6 +927,22 @@ class Loader:
             read.error = problem
         finally:
             chunks.close()  # the EMIS reader's parsing thread stops, and the file is closed
+        return read
+
+    def _read_vcse_whole(self, delivery: Delivery, received_date: dt.date, service: str) -> PreparedRead | None:
+        """`read_whole` of a VCSE sheet, with the headings its service has confirmed now (`PreparedRead.headings`), or
+        None when those cannot be read (its load says so)."""
+        try:
+            headings = vcse_source.remembered_headings(self.home, service)
+        except FeedFileError:
+            return None
+        read = PreparedRead(delivery.relative, headings=headings)
+        try:
+            sheet = vcse_source.read_vcse(delivery.path, remembered=headings)
+            read.chunks.extend(self._vcse_chunks(sheet, received_date, service))
+            read.notes = _vcse_notes(sheet)
+        except Exception as problem:  # noqa: BLE001 - raised again, unchanged, when its load reaches it
+            read.error = problem
         return read
 
     def _ambulance_chunk(self, chunk: pl.DataFrame, extract_date: dt.date) -> AmbulanceChunk:
@@ -985,13 +1001,12 @@ class Loader:
 
     # --- VCSE: attendance sheets --------------------------------------------------------------
 
-    def _load_vcse(self, delivery, file_id, received_date, service, accept) -> FileResult:
-        result = FileResult(delivery.relative, "vcse", "loaded")
-        sheet = vcse_source.read_vcse(delivery.path,
-                                      remembered=vcse_source.remembered_headings(self.home, service))
+    def _vcse_chunks(self, sheet: vcse_source.VcseSheet, received_date: dt.date, service: str
+                     ) -> Iterator[VcseChunk]:
+        """A sheet's chunks read, validated, pseudonymised and keyed, shaped as the stage's rows. Touches no DuckDB
+        connection, so that it can run ahead in another thread."""
         in_sheet = frozenset(choice.column for choice in sheet.headings if choice.column)
-        first = True
-        for chunk in self._chunks(iter(sheet), result):
+        for chunk in sheet:
             validated = validate_vcse_attendance(chunk, extract_date=received_date)
             valid = validated.valid
             frame = age_columns(add_geography(identity_tokens(valid, self.key, first_name="first_name",
@@ -1003,18 +1018,31 @@ class Loader:
                        ["nhs_number", "first_name", "last_name", "date_of_birth", "postcode"],
                        normalise=True, prefix=service).alias("attendee_key"),
             )
-            self._stage("stage_vcse", frame.select(
+            yield chunk.height, validated, frame.select(
                 "row_number", why_unlinkable(in_sheet).alias("unlinkable_reason"),
                 "session_date", "activity_key", "attendee_key", "activity", "attended", "is_linkable",
                 "linkage_basis", "nhs_number_token", "name_dob_token", "surname_dob_postcode_token", "postcode_token",
                 "lsoa21_code", "imd_decile", "session_age", "session_age_band",
-                *(pl.col(name).cast(pl.Int8) for name in vcse_source.WELLBEING_COLUMNS)), first)
+                *(pl.col(name).cast(pl.Int8) for name in vcse_source.WELLBEING_COLUMNS))
+
+    def _load_vcse(self, delivery, file_id, received_date, service, read: PreparedRead | None) -> FileResult:
+        """Stage a sheet's rows (`read`: as `read_whole` read them, unless the service's confirmed headings have
+        changed since; None: read now, a chunk at a time), then replace the sessions it restates."""
+        result = FileResult(delivery.relative, "vcse", "loaded")
+        headings = vcse_source.remembered_headings(self.home, service)
+        sheet = None
+        if read is not None and read.headings == headings:
+            chunks = read.replay()
+        else:
+            sheet = vcse_source.read_vcse(delivery.path, remembered=headings)
+            chunks = self._vcse_chunks(sheet, received_date, service)
+        first = True
+        for received, validated, staged in chunks:
+            result.rows_received += received
+            self._stage("stage_vcse", staged, first)
             self._quarantine(validated, file_id, delivery.relative, result)
             first = False
-        notes = list(sheet.notices) + sheet.heading_notices
-        if sheet.stated_total is not None:
-            notes.append(f"totals row (row {sheet.totals_row_number}) says {sheet.stated_total}; not counted as "
-                         "attendance")
+        notes = _vcse_notes(sheet) if sheet is not None else list(read.notes)
         if not first:
             repeats = self.connection.sql(
                 """
@@ -1106,6 +1134,14 @@ class Loader:
         staged = self._one("select count(*) from stage_vcse")[0]
         current = self._one("select count(*) from stage_vcse_current")[0]
         return staged - current
+
+
+def _vcse_notes(sheet: vcse_source.VcseSheet) -> list[str]:
+    """What a sheet read to its end says of itself: its reader's notices, its headings, a totals row."""
+    notes = list(sheet.notices) + sheet.heading_notices
+    if sheet.stated_total is not None:
+        notes.append(f"totals row (row {sheet.totals_row_number}) says {sheet.stated_total}; not counted as attendance")
+    return notes
 
 
 def _size_on_disk(path: Path) -> int:

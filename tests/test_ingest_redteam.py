@@ -23,6 +23,7 @@ from flows.ingest import ingest
 from sprx.cli import main
 from sprx.readers import ambulance as ambulance_source
 from sprx.readers import emis as emis_source
+from sprx.readers import vcse as vcse_source
 from sprx.settings import SAMPLE_FEEDS_DIR
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -221,15 +222,17 @@ READ_WHOLE = {  # a feed whose files are read whole ahead of their load: three o
                   ambulance_source, "read_ambulance"),
     "emis": ([f"gp/emis/emis_{practice}_20261031.csv" for practice in ("P91009", "P91029", "P91631")],
              emis_source, "read_emis"),
+    "vcse": ([f"vcse/trafford-walking-for-health/{month}-2025-register.csv" for month in ("april", "may", "june")],
+             vcse_source, "read_vcse"),
 }
 
 
 @pytest.mark.parametrize("feed", sorted(READ_WHOLE))
 def test_finding_1_a_file_rewritten_after_it_was_read_ahead_waits_for_the_next_run(
         feed: str, sprx_home: Path, monkeypatch) -> None:
-    """Ambulance files and EMIS exports are read, validated and pseudonymised before their turn to load (the next
-    while the loader writes the one before), each file read once, in the run that also reads SystmOne deltas
-    ahead. One its sender touches after that read is not recorded from what was read: it stays in landing/, the
+    """Ambulance files, EMIS exports and VCSE sheets are read, validated and pseudonymised before their turn to load
+    (the next while the loader writes the one before), each file read once, in the run that also reads SystmOne
+    deltas ahead. One its sender touches after that read is not recorded from what was read: it stays in landing/, the
     files around it load, and the next run takes it whole."""
     names, reader_module, reader_name = READ_WHOLE[feed]
     files = [SAMPLE_FEEDS_DIR / name for name in names]

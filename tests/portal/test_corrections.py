@@ -18,7 +18,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+import flows.load
 from flows.ingest import ingest
+from sprx.readers import vcse as vcse_source
 from sprx.readers.headers import normalise_header
 from sprx.readers.vcse import ATTENDED_YES, DATE_FORMATS, TOTALS_LABELS, remember_headings
 from tests.portal.conftest import ENCODING, REGISTER, make_portal, misspelt
@@ -156,6 +158,32 @@ def test_a_sheet_dropped_in_landing_uses_the_headings_the_service_confirmed(sprx
     remember_headings(sprx_home, SERVICE, {"Date of Brith": "date_of_birth"}, confirmed_by="test")
     land(sprx_home, "april-2025-register.csv", BRITH)
     ingest(sources=("vcse",))
+    assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": rows}
+    status, message = file_message(sprx_home, "april-2025-register.csv")
+    assert status == "loaded" and "Brith" not in message
+
+
+def test_headings_confirmed_after_a_sheet_was_read_ahead_are_used_by_its_load(sprx_home: Path, monkeypatch) -> None:
+    """The ingest reads a sheet before its turn to load (in another thread); when its service confirms headings
+    in between (on the portal), the load reads the sheet again with them rather than use the read made without."""
+    rows, attended, _ = register_counts(GOOD)
+    land(sprx_home, "april-2025-register.csv", BRITH)
+    read_whole, read_sheet = flows.load.Loader.read_whole, vcse_source.read_vcse
+    sheets_read = []
+
+    def read_then_confirm(self, delivery):
+        read = read_whole(self, delivery)
+        remember_headings(sprx_home, SERVICE, {"Date of Brith": "date_of_birth"}, confirmed_by="test")
+        return read
+
+    def counted(path, *args, **kwargs):
+        sheets_read.append(Path(path).name)
+        return read_sheet(path, *args, **kwargs)
+
+    monkeypatch.setattr(flows.load.Loader, "read_whole", read_then_confirm)
+    monkeypatch.setattr(vcse_source, "read_vcse", counted)
+    ingest(sources=("vcse",))
+    assert sheets_read == ["april-2025-register.csv"] * 2  # ahead, then again at its load
     assert april(sprx_home) == {"rows": rows, "attended": attended, "linkable": rows}
     status, message = file_message(sprx_home, "april-2025-register.csv")
     assert status == "loaded" and "Brith" not in message
