@@ -4,7 +4,8 @@ Every case starts from a copy of one home with a slice of the sample feeds in la
 after the ingest, of one home that has ingested it), breaks a `sprx run` on it, then lets a normal `sprx run`
 finish; the raw zone, the audit trail of files, the
 files kept (landing/ + archive/), the marts and the published copy must then equal those of one
-clean `sprx run` of the same slice (nothing lost, nothing doubled). Long: `make test-faults`
+clean `sprx run` of the same slice made the same day (nothing lost, nothing doubled; a suite that runs past
+midnight makes another clean run for the new day, as the marts date what they report by the day files came). Long: `make test-faults`
 (marker `faults`, left out of the default run).
 """
 
