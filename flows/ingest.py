@@ -360,8 +360,9 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
         statuses = loader.recorded_statuses(ordered)
         to_load = [recorded is None or (delivery.relative in accept and recorded == "held")
                    for delivery, recorded in zip(ordered, statuses, strict=True)]
-        # SystmOne deltas (several at a time), EMIS exports and ambulance files read, validated and pseudonymised in
-        # a second thread while the loader writes the files before (DuckDB releases the GIL); None: read as it loads
+        # SystmOne deltas (several at a time), EMIS exports, ambulance files and VCSE sheets read, validated and
+        # pseudonymised in a second thread while the loader writes the files before (DuckDB releases the GIL); None:
+        # read as it loads
         prepared = read_ahead(loader.prepared_reads([delivery for delivery, load in zip(ordered, to_load, strict=True)
                                                      if load]), depth=1)
         reads: dict[str, PreparedRead | None] = {}  # read ahead, not yet loaded

@@ -714,7 +714,8 @@ class Loader:
         return result
 
     def _append_emis_events(self, events: list[pl.DataFrame], file_id: int) -> None:
-        self._append("raw.emis_events", pl.concat(events).with_columns(pl.lit(file_id, dtype=pl.Int64).alias("file_id")))
+        frame = pl.concat(events).with_columns(pl.lit(file_id, dtype=pl.Int64).alias("file_id"))
+        self._append("raw.emis_events", frame)
 
     def _emis_chunks(self, path: Path, extract_date: dt.date, practice: str) -> Iterator[EmisChunk]:
         """Each chunk of an export read, checked, validated and pseudonymised: its row count, its validation,
