@@ -376,7 +376,7 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
                     progress_advance()
                     continue
                 if delivery.source in READ_AHEAD_SOURCES and delivery.relative not in reads:
-                    reads.update(next(prepared, {}))  # the group this delta begins, or this ambulance file
+                    reads.update(next(prepared, {}))  # the group this delta begins, or this one file
                 try:
                     result = loader.load(delivery, accept=accepted, read=reads.pop(delivery.relative, None))
                 except (FileChanged, FileNotFoundError) as error:

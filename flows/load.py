@@ -22,7 +22,7 @@ import hmac
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -138,9 +138,10 @@ class PreparedRead:
     ambulance file's (`AmbulanceChunk`) or a VCSE sheet's (`VcseChunk`).
 
     `chunks` hold what was read, in order; `error` is the problem that stopped the reading, raised when the load
-    reaches it, after the chunks before it: what reading the file as it loads would meet. `notes` is None when
-    the file could not be opened (`error` says why). `headings`: the headings the VCSE service had confirmed when
-    its sheet was read (the load reads the sheet again if they have changed since)."""
+    reaches it, after the chunks before it: what reading the file as it loads would meet. `notes`: a SystmOne
+    delta's, None when it could not be opened (`error` says why); a VCSE sheet's, set once it has been read to
+    its end. `headings`: the headings the VCSE service had confirmed when its sheet was read (the load reads the
+    sheet again if they have changed since)."""
 
     relative: str
     notes: list[str] | None = None
@@ -347,8 +348,8 @@ class Loader:
     def load(self, delivery: Delivery, *, accept: bool = False, read: PreparedRead | None = None) -> FileResult:
         """Load one delivery in one transaction (or in the open batch) and record what happened.
 
-        A SystmOne delta loaded outside a batch is a batch of one. `read`: a SystmOne delta or ambulance file as
-        `prepared_reads` read it (None: it is read now)."""
+        A SystmOne delta loaded outside a batch is a batch of one. `read`: the delivery as `prepared_reads` read
+        it (None: it is read now)."""
         batched = delivery.source in BATCHED_SOURCES
         if read is not None and read.relative != delivery.relative:
             raise RuntimeError(f"{read.relative} was read for the load of {delivery.relative}")
@@ -908,9 +909,11 @@ class Loader:
 
     def read_whole(self, delivery: Delivery) -> PreparedRead | None:
         """An EMIS export, an ambulance file or a VCSE sheet read, checked, validated and pseudonymised whole
-        before its turn to load, or None when it is larger than WHOLE_AHEAD_MAX_BYTES or its name is wrong (its
-        load reads it as it loads, and says what is wrong). A problem met while reading is kept, to be raised where
-        its load reaches it. Touches no DuckDB connection."""
+        before its turn to load, or None when it is larger than WHOLE_AHEAD_MAX_BYTES, its name is wrong or (a
+        sheet) its service's remembered headings cannot be read: its load reads it as it loads, and says what is
+        wrong. A problem met while reading is kept, to be raised where its load reaches it. Touches no DuckDB
+        connection. Each chunk keeps its rejected rows but not its valid ones (`_kept`): the load needs only what
+        is shaped from them, so at most three files' shaped rows are held (one loading, one waiting, one read)."""
         try:
             if _size_on_disk(delivery.path) > WHOLE_AHEAD_MAX_BYTES:
                 return None
@@ -919,15 +922,17 @@ class Loader:
             return None
         if delivery.source == "vcse":
             return self._read_vcse_whole(delivery, extract_date, organisation)
-        chunks = self._emis_chunks(delivery.path, extract_date, organisation) if delivery.source == "emis" else (
-            self._ambulance_chunk(chunk, extract_date) for chunk in ambulance_source.read_ambulance(delivery.path))
         read = PreparedRead(delivery.relative, notes=[])
+        chunks = None
         try:
-            read.chunks.extend(chunks)
+            chunks = self._emis_chunks(delivery.path, extract_date, organisation) if delivery.source == "emis" else (
+                self._ambulance_chunk(chunk, extract_date) for chunk in ambulance_source.read_ambulance(delivery.path))
+            read.chunks.extend(_kept(chunk) for chunk in chunks)
         except Exception as problem:  # noqa: BLE001 - raised again, unchanged, when its load reaches it
             read.error = problem
         finally:
-            chunks.close()  # the EMIS reader's parsing thread stops, and the file is closed
+            if chunks is not None:
+                chunks.close()  # the EMIS reader's parsing thread stops, and the file is closed
         return read
 
     def _read_vcse_whole(self, delivery: Delivery, received_date: dt.date, service: str) -> PreparedRead | None:
@@ -940,7 +945,7 @@ class Loader:
         read = PreparedRead(delivery.relative, headings=headings)
         try:
             sheet = vcse_source.read_vcse(delivery.path, remembered=headings)
-            read.chunks.extend(self._vcse_chunks(sheet, received_date, service))
+            read.chunks.extend(_kept(chunk) for chunk in self._vcse_chunks(sheet, received_date, service))
             read.notes = _vcse_notes(sheet)
         except Exception as problem:  # noqa: BLE001 - raised again, unchanged, when its load reaches it
             read.error = problem
@@ -1135,6 +1140,13 @@ class Loader:
         staged = self._one("select count(*) from stage_vcse")[0]
         current = self._one("select count(*) from stage_vcse_current")[0]
         return staged - current
+
+
+def _kept(chunk: tuple) -> tuple:
+    """A chunk of `read_whole` (EmisChunk, AmbulanceChunk, VcseChunk) as it waits for its load: its validation
+    without the valid rows (raw identifiers included), which the load never uses once they are shaped."""
+    received, validated, *shaped = chunk
+    return received, replace(validated, valid=validated.valid.clear()), *shaped
 
 
 def _vcse_notes(sheet: vcse_source.VcseSheet) -> list[str]:
