@@ -69,10 +69,14 @@ ENGINE_MACRO = re.compile(r"{%-?\s*macro\s+(default|duckdb)__\w+.*?{%-?\s*endmac
 JINJA_COMMENT = re.compile(r"{#.*?#}", re.S)
 JINJA_STATEMENT = re.compile(r"{%.*?%}", re.S)
 SQL_COMMENT = re.compile(r"--[^\n]*")
+# A model or test that only DuckDB builds (e.g. one checking a duckdb__ macro against DuckDB's own functions).
+DUCKDB_ONLY_FILE = re.compile(r"{{-?\s*config\(\s*enabled\s*=\s*target\.type\s*==\s*['\"]duckdb['\"]\s*\)\s*-?}}")
 
 
 def portable_part(text: str) -> str:
     """The SQL that must run on every engine: without DuckDB's own macro bodies, comments and Jinja statements."""
+    if DUCKDB_ONLY_FILE.search(JINJA_COMMENT.sub(" ", text)):  # Jinja in an SQL comment still runs
+        return ""
     for pattern in (ENGINE_MACRO, JINJA_COMMENT, JINJA_STATEMENT, SQL_COMMENT):
         text = pattern.sub(" ", text)
     return text
@@ -125,6 +129,9 @@ def test_no_duckdb_only_sql_outside_dispatched_macros(path):
         # ... and in a macro that is not dispatched, or in the spark__ version of one
         ("{% macro m() %}select arg_min(a, b){% endmacro %}", "arg_min"),
         ("{% macro spark__m() %}select struct_pack(a := 1){% endmacro %}", "struct_pack"),
+        # ... and in a file not limited to DuckDB, or whose DuckDB-only config is in a Jinja comment
+        ("{{ config(enabled=target.type != 'duckdb') }}\nselect * from range(3)", "range()"),
+        ("{# {{ config(enabled=target.type == 'duckdb') }} #}\nselect * from range(3)", "range()"),
     ],
 )
 def test_the_scan_finds_duckdb_only_sql(sql, expected):
@@ -137,6 +144,8 @@ def test_the_scan_finds_duckdb_only_sql(sql, expected):
         # DuckDB's own version of a dispatched macro may use DuckDB SQL
         "{% macro default__m(a) %}strftime({{ a }}, '%Y'){% endmacro %}",
         "{%- macro duckdb__m() -%}select * from range(3){%- endmacro %}",
+        # so may a model or test that only DuckDB builds
+        "{{ config(enabled=target.type == 'duckdb') }}\nselect t + interval 1 hour from range(3) as r (t)",
         # comments, Jinja loops and dbt's own macros are not SQL the engine runs
         "-- strftime would be DuckDB-only\nselect 1",
         "{# arg_max(a, b) #}{% for step in range(1, 3) %}select {{ step }}{% endfor %}",
