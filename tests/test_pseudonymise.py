@@ -69,10 +69,17 @@ def test_postcode_becomes_lsoa_and_deprivation_and_unknown_is_not_an_error() -> 
         (dt.date(2008, 6, 15), dt.date(2026, 6, 14), 17, "0-17"),  # the day before an 18th birthday
         (dt.date(2008, 6, 15), dt.date(2026, 6, 15), 18, "18-34"),  # on the birthday
         (dt.date(1941, 9, 23), dt.date(2026, 5, 11), 84, "80+"),
+        (dt.date(1992, 2, 29), dt.date(2026, 2, 28), 33, "18-34"),  # born on 29 February, the day before
+        (dt.date(1992, 2, 29), dt.date(2026, 3, 1), 34, "18-34"),
+        (dt.date(1961, 1, 1), dt.date(2026, 1, 1), 65, "65-79"),  # each band's lower bound is in it
+        (dt.date(2026, 5, 11), dt.date(2026, 5, 11), 0, "0-17"),  # born that day
+        (dt.date(2026, 5, 12), dt.date(2026, 5, 11), -1, None),  # an event before the birth: no band
+        (None, dt.date(2026, 5, 11), None, None),  # no date of birth
     ],
 )
 def test_date_of_birth_becomes_age_and_band(born, on, age, band) -> None:
-    frame = age_columns(pl.DataFrame({"dob": [born], "at": [on]}), "dob", pl.col("at"), "event")
+    frame = age_columns(pl.DataFrame({"dob": [born], "at": [on]}, schema={"dob": pl.Date, "at": pl.Date}), "dob",
+                        pl.col("at"), "event")
     assert frame.row(0, named=True)["event_age"] == age and frame["event_age_band"][0] == band
 
 
