@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 
 import polars as pl
 import pytest
 
 from flows.pseudonymise import (
-    MissingKeyError, add_geography, age_columns, identity_tokens, load_key, london_to_utc, normalise_name,
+    MissingKeyError, add_geography, age_columns, identity_tokens, load_key, london_to_utc, normalise_name, tokenise,
 )
 from sprx.settings import Settings
 
@@ -48,6 +50,15 @@ def test_tokens_link_the_same_person_across_spellings_and_never_hold_the_value()
         assert all(len(v) == 64 and "9990080631" not in v for v in values)
     other = identity_tokens(frame, b"x" * 32, first_name="first", last_name="last")
     assert other["nhs_number_token"][0] != tokens["nhs_number_token"][0]  # keyed: another key, other tokens
+
+
+@pytest.mark.parametrize("key", [KEY, b"k" * 64, b"k" * 65, bytes(range(200))], ids=["32", "64", "65", "200"])
+def test_a_token_is_the_hmac_sha256_of_purpose_and_value(key) -> None:
+    """Tokens are HMAC-SHA256 of "purpose<US>value": a warehouse's tokens stay comparable with the next load's."""
+    values = ["9990080631", "OBRIAIN", "M419JD", "Zoë", ""]
+    frame = tokenise(pl.DataFrame({"value": values + [None]}), pl.col("value"), "nhs_number", key, "token")
+    expected = [hmac.new(key, f"nhs_number\x1f{value}".encode(), hashlib.sha256).hexdigest() for value in values]
+    assert frame["token"].to_list() == expected + [None]
 
 
 def test_a_missing_or_short_key_stops_with_a_clear_message(tmp_path) -> None:
