@@ -160,9 +160,9 @@ def _digester(key: bytes, purpose: str) -> Callable[[str], str]:
     """A value's token: HMAC-SHA256 under the key of "purpose<US>value" (UTF-8), as hex.
 
     The same as hmac.digest(key, message, "sha256"), with HMAC's keyed inner and outer states, and the purpose,
-    hashed once: HMAC(K, m) = H((K' ^ opad) || H((K' ^ ipad) || m)), K' the key padded to SHA-256's 64-byte block (hashed
-    first if longer): copying the two prepared states per value halves the time of hmac.digest, which
-    prepares them again for every value (500,000 values: 0.5 s against 1.1 s)."""
+    hashed once: HMAC(K, m) = H((K' ^ opad) || H((K' ^ ipad) || m)), K' the key padded to SHA-256's 64-byte
+    block (hashed first if longer). Copying the two prepared states per value halves the time of hmac.digest,
+    which prepares them again for every value (500,000 values: 0.5 s against 1.1 s)."""
     block = key if len(key) <= 64 else hashlib.sha256(key).digest()
     block = block.ljust(64, b"\0")
     inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block) + f"{purpose}\x1f".encode("utf-8"))
