@@ -8,22 +8,22 @@ with
 
 days as (
 
-    select cast(day_start as timestamp) as day_start
-    from range(timestamp '1990-01-01', timestamp '2101-01-01', interval 1 day) as days (day_start)
-    where (month(day_start) in (3, 10) and day(day_start) >= 24)
-        or day(day_start) = 15
+    select cast(calendar.day_start as timestamp) as day_start
+    from range(timestamp '1990-01-01', timestamp '2101-01-01', interval 1 day) as calendar (day_start)
+    where (month(calendar.day_start) in (3, 10) and day(calendar.day_start) >= 24)
+        or day(calendar.day_start) = 15
 
 ),
 
 times as (
 
-    select day_start + to_minutes(cast(quarter * 15 as integer)) as utc_time
+    select days.day_start + to_minutes(cast(quarters.quarter * 15 as integer)) as utc_time
     from days
     cross join range(96) as quarters (quarter)
 
     union all
 
-    select day_start + interval 1 hour + to_microseconds(cast(offset_us as bigint)) as utc_time
+    select days.day_start + interval 1 hour + to_microseconds(cast(offsets.offset_us as bigint)) as utc_time
     from days
     cross join (values (-1), (0), (1)) as offsets (offset_us)
 
