@@ -162,7 +162,8 @@ def _digester(key: bytes, purpose: str) -> Callable[[str], str]:
     The same as hmac.digest(key, message, "sha256"), with HMAC's keyed inner and outer states, and the purpose,
     hashed once: HMAC(K, m) = H((K' ^ opad) || H((K' ^ ipad) || m)), K' the key padded to SHA-256's 64-byte
     block (hashed first if longer). Copying the two prepared states per value halves the time of hmac.digest,
-    which prepares them again for every value (500,000 values: 0.5 s against 1.1 s)."""
+    which prepares them again for every value (500,000 values: 0.5 s against 1.1 s; copying an hmac.new
+    object per value took 1.3 s)."""
     block = key if len(key) <= 64 else hashlib.sha256(key).digest()
     block = block.ljust(64, b"\0")
     inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block) + f"{purpose}\x1f".encode("utf-8"))
