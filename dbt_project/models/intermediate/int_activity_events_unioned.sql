@@ -44,7 +44,6 @@ feed_records as (
 gp_consultations as (
 
     select
-        'emis:' || event_key as activity_event_key,
         'gp_consultation' as event_type,
         gp_system as source,
         patient_key,
@@ -61,7 +60,6 @@ gp_consultations as (
     union all
 
     select
-        'systmone:' || appointment_key as activity_event_key,
         'gp_consultation' as event_type,
         gp_system as source,
         patient_key,
@@ -81,7 +79,6 @@ gp_consultations as (
 gp_consultations_linked as (
 
     select
-        gp_consultations.activity_event_key,
         gp_consultations.event_type,
         gp_consultations.source,
         gp_patients.person_key,
@@ -101,7 +98,6 @@ gp_consultations_linked as (
 ambulance_calls_linked as (
 
     select
-        'ambulance:' || ambulance_incidents.incident_key as activity_event_key,
         'ambulance_call' as event_type,
         'ambulance' as source,
         feed_records.person_key,
@@ -122,7 +118,6 @@ ambulance_calls_linked as (
 vcse_sessions_linked as (
 
     select
-        'vcse:' || vcse_attendances.attendance_key as activity_event_key,
         'vcse_session' as event_type,
         'vcse' as source,
         feed_records.person_key,
