@@ -45,6 +45,10 @@ SOURCE_FOLDERS = {"emis": "gp/emis", "systmone": "gp/systmone", "ambulance": "am
 FAMILIES = {"gp": ("emis", "systmone"), "ambulance": ("ambulance",), "vcse": ("vcse",)}
 # How many rejection reasons the run report lists.
 TOP_REASONS = 10
+# Files loaded one transaction each (EMIS exports, ambulance files, VCSE sheets) go to archive/ this many at a time,
+# their archive paths recorded in one statement (each statement's commit cost about 25 ms a file); a crash before
+# the move leaves a loaded file in landing/, and the next run, finding it recorded, moves it.
+ARCHIVE_GROUP_FILES = 50
 # Names of files still arriving: a sender writes under one of these and renames the file into place when whole
 # (dot-files: rsync, the portal; the suffixes: browsers, WinSCP, FileZilla, curl and most transfer tools).
 IN_PROGRESS_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".filepart", ".crdownload", ".download", ".swp", "~")
@@ -319,8 +323,9 @@ class Loaded:
 @task(retries=1, retry_delay_seconds=10, persist_result=False)
 def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str | None = None) -> Loaded:
     """Load each new delivery in its own transaction (SystmOne deltas in batches, `Loader.join_batch`) and
-    archive the ones whose status is final once their transaction has committed; return what happened to each
-    and how many moved to archive/.
+    archive the ones whose status is final once their transaction has committed (a batch's when it commits, the
+    others ARCHIVE_GROUP_FILES at a time, and what committed before an error before it is raised); return what
+    happened to each and how many moved to archive/.
 
     A delivery already recorded is not read again (a held one waits for `accept`); when its status is
     final it is archived now (a crash after its load, or a copy put back in landing/). A file that changes
@@ -332,6 +337,7 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
     archive = archive_dir(settings.home)
     loaded = Loaded()
     committing: list[Delivery] = []  # final, in the open batch: archived when it commits
+    committed: list[Delivery] = []  # final and committed, archived ARCHIVE_GROUP_FILES at a time
 
     def archive_now(deliveries: list[Delivery]) -> None:
         moved, changed = archive_deliveries(loader, deliveries, archive)
@@ -343,8 +349,14 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
     def archive_one(loader: Loader, delivery: Delivery) -> None:
         if loader.in_batch:  # not before its load is committed
             committing.append(delivery)
-        else:
-            archive_now([delivery])
+            return
+        committed.append(delivery)
+        if len(committed) >= ARCHIVE_GROUP_FILES:
+            archive_ready()
+
+    def archive_ready() -> None:  # committed files, together: one statement records their archive paths
+        archive_now(committed[:])
+        committed.clear()
 
     def archive_committed() -> None:  # a batch's, together
         archive_now(committing)
@@ -391,10 +403,18 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
                 if result.status in ARCHIVED_STATUSES:
                     archive_one(loader, delivery)
                 progress_advance()
+        except BaseException:
+            try:  # what committed before the error still goes to archive/ (a crash leaves it for the next run)
+                archive_ready()
+            except Exception as error:  # noqa: BLE001 - the first error is the one to raise
+                logger.warning("files loaded before the error stay in landing/ until the next run moves them "
+                               "(%s)", type(error).__name__)
+            raise
         finally:
             prepared.close()  # the reading thread stops before the warehouse closes
         loader.commit_batch()
         archive_committed()
+        archive_ready()
     finally:
         connection.close()
     return loaded

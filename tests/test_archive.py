@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+import flows.ingest
 import flows.load
 from flows.ingest import BACKUP_NAME, REBUILD_NAME, _delivery, ingest
 from flows.load import Loader
@@ -166,6 +167,33 @@ def test_a_crash_between_load_and_archive_is_finished_by_the_next_run(sprx_home:
                                                   "gp/emis/emis_P91004_20261120.csv"}
     assert full_state(sprx_home / "warehouse.duckdb")["raw.emis_patients"] == before
     assert audit(sprx_home, "select count(*) from audit.file_loads where archived_path is null")[0][0] == 0
+
+
+def test_files_loaded_before_an_error_are_archived_and_the_failed_one_waits(sprx_home: Path, monkeypatch) -> None:
+    landing = sprx_home / "landing/ambulance"
+    landing.mkdir(parents=True)
+    weeks = sorted(SAMPLE_FEEDS_DIR.joinpath("ambulance").glob("ambulance_RX7_2023*.csv"))[:5]
+    for path in weeks:
+        shutil.copy2(path, landing / path.name)
+    failing = f"ambulance/{weeks[-1].name}"
+    real_load = Loader.load
+
+    def load(self, delivery, **options):
+        if delivery.relative == failing:
+            raise RuntimeError("the disk is full")
+        return real_load(self, delivery, **options)
+
+    monkeypatch.setattr(Loader, "load", load)
+    monkeypatch.setattr(flows.ingest, "ARCHIVE_GROUP_FILES", 3)  # one group of three, then one left when it fails
+    monkeypatch.setattr(flows.ingest, "load_files", flows.ingest.load_files.with_options(retries=0))
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        ingest(sources=("ambulance",))
+    assert files_under(landing) == {weeks[-1].name}  # the four loaded went to archive/, recorded there
+    assert files_under(sprx_home / "archive") == {f"ambulance/{path.name}" for path in weeks[:-1]}
+    assert audit(sprx_home, "select count(*) from audit.file_loads where archived_path is not null")[0][0] == 4
+    monkeypatch.setattr(Loader, "load", real_load)
+    summary = ingest(sources=("ambulance",))  # the next run loads the one left
+    assert [result.relative for result in summary.files] == [failing] and summary.archived == 1
 
 
 def test_an_existing_warehouse_gains_the_new_columns_and_keeps_its_rows(tmp_path: Path) -> None:
