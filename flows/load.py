@@ -78,6 +78,8 @@ WHOLE_AHEAD_MAX_BYTES = 16 * 1024 * 1024
 # An EMIS export's events go into raw.emis_events this many at a time (DuckDB writes a large append as whole
 # row groups: 500,000 rows at once took 16.6 s for 11.8 M rows, 100,000 at once 21.5 s).
 EMIS_APPEND_ROWS = 500_000
+# File ids taken from the sequence at once (`Loader._next_file_id`).
+FILE_IDS_AT_ONCE = 64
 # An ODS practice code (P91004), as the contracts check it: what a practice mismatch's message may quote.
 PRACTICE_CODE = re.compile(PRACTICE_CODE_PATTERN)
 
@@ -287,7 +289,11 @@ class Loader:
         self.home = home  # SPRX_HOME, where VCSE services' confirmed headings are remembered (None: none are)
         self._columns: dict[str, list[str]] = {}  # a raw table's columns, read once
         self._batch: _Batch | None = None  # the open batch of SystmOne deltas, if any
-        self._loaded_by_sha256: dict[str, str] | None = None  # the first path loaded with each sha256 (read once)
+        # what audit.file_loads holds, read once and kept up to date by `_record` (a query a file cost 1 to 2 ms
+        # each, 800 files a year at 150,000 people); forgotten at a rollback (`_forget_recorded`)
+        self._loaded_by_sha256: dict[str, str] | None = None  # the first path loaded with each sha256
+        self._held_paths: set[str] | None = None  # paths with a held record
+        self._file_ids: list[int] = []  # file ids taken from the sequence, not yet used
         verify_key(connection, key)  # tokens under another key would link no one: KeyMismatchError
 
     # --- bookkeeping -----------------------------------------------------------------------
@@ -357,7 +363,7 @@ class Loader:
     def _record(self, delivery: Delivery, result: FileResult, *, organisation: str | None,
                 extract_date: dt.date | None, file_id: int | None = None) -> int:
         if file_id is None:
-            file_id = self._one("select nextval('audit.file_id_sequence')")[0]
+            file_id = self._next_file_id()
         self.connection.execute(
             """
             insert into audit.file_loads (file_id, source, path, sha256, organisation_code, extract_date,
@@ -372,7 +378,29 @@ class Loader:
         )
         if result.status == "loaded" and self._loaded_by_sha256 is not None:
             self._loaded_by_sha256.setdefault(delivery.sha256, delivery.relative)
+        if result.status == "held" and self._held_paths is not None:
+            self._held_paths.add(delivery.relative)
         return file_id
+
+    def _next_file_id(self) -> int:
+        """The next file id from audit.file_id_sequence, taken FILE_IDS_AT_ONCE at a time (unused ones are gaps)."""
+        if not self._file_ids:
+            self._file_ids = sorted(row[0] for row in self.connection.execute(
+                f"select nextval('audit.file_id_sequence') from range({FILE_IDS_AT_ONCE})").fetchall())
+        return self._file_ids.pop(0)
+
+    def _held(self) -> set[str]:
+        if self._held_paths is None:
+            self._held_paths = {row[0] for row in self.connection.execute(
+                "select distinct path from audit.file_loads where status = 'held'").fetchall()}
+        return self._held_paths
+
+    def _forget_recorded(self) -> None:
+        """After a rollback: what was read of audit.file_loads is read again, and file ids taken again (a sequence
+        value taken in a transaction that rolled back may be given out again)."""
+        self._loaded_by_sha256 = None
+        self._held_paths = None
+        self._file_ids = []
 
     # --- entry point -----------------------------------------------------------------------
 
@@ -411,7 +439,7 @@ class Loader:
         self._begin()
         file_id = None
         try:
-            file_id = self._one("select nextval('audit.file_id_sequence')")[0]
+            file_id = self._next_file_id()
             organisation, extract_date = self._identify(delivery)
             if delivery.source == "systmone":
                 result = self._load_systmone(delivery, file_id, extract_date, organisation, read)
@@ -421,11 +449,10 @@ class Loader:
                 result = self._load_emis(delivery, file_id, extract_date, organisation, accept, read)
             else:
                 result = self._load_vcse(delivery, file_id, extract_date, organisation, read)
-            held = self.connection.execute(
-                "select file_id from audit.file_loads where path = ? and status = 'held'", [delivery.relative]
-            ).fetchall()
-            for (old_id,) in held:
-                self.connection.execute("delete from audit.file_loads where file_id = ?", [old_id])
+            if delivery.relative in self._held():
+                self.connection.execute("delete from audit.file_loads where path = ? and status = 'held'",
+                                        [delivery.relative])
+                self._held_paths.discard(delivery.relative)
             self._check_unchanged(delivery)
             self._record(delivery, result, organisation=organisation, extract_date=extract_date, file_id=file_id)
             self._commit()
@@ -450,7 +477,7 @@ class Loader:
             if self._batch is not None:
                 self.rollback_batch()
             else:
-                self._loaded_by_sha256 = None
+                self._forget_recorded()
                 self.connection.execute("rollback")
             raise
 
@@ -470,7 +497,7 @@ class Loader:
 
     def _rollback(self, file_id: int | None) -> None:
         """Undo a file's work: its transaction, or in a batch only what it staged and quarantined."""
-        self._loaded_by_sha256 = None  # read again: nothing of this file is recorded
+        self._forget_recorded()  # read again: nothing of this file is recorded
         if self._batch is None:
             self.connection.execute("rollback")
             return
@@ -513,7 +540,7 @@ class Loader:
         """Drop the open batch and everything it loaded (its files stay unrecorded)."""
         if self._batch is not None:
             self._batch = None
-            self._loaded_by_sha256 = None
+            self._forget_recorded()
             self.connection.execute("rollback")
 
     def commit_batch(self) -> None:
