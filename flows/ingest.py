@@ -340,6 +340,8 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
     committed: list[Delivery] = []  # final and committed, archived ARCHIVE_GROUP_FILES at a time
 
     def archive_now(deliveries: list[Delivery]) -> None:
+        if not deliveries:
+            return
         moved, changed = archive_deliveries(loader, deliveries, archive)
         loaded.archived += moved
         for error in changed:
@@ -361,6 +363,15 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
     def archive_committed() -> None:  # a batch's, together
         archive_now(committing)
         committing.clear()
+
+    def archive_before_raising() -> None:
+        """What committed before an error still goes to archive/ (a crash leaves it for the next run)."""
+        try:
+            loader.rollback_batch()  # first: the archive paths' statement must not join an open batch's transaction
+            archive_ready()
+        except Exception as error:  # noqa: BLE001 - the first error is the one to raise
+            logger.warning("files loaded before the error stay in landing/ until the next run moves them (%s)",
+                           type(error).__name__)
 
     connection = connect(settings.warehouse_path)
     try:
@@ -404,16 +415,16 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
                     archive_one(loader, delivery)
                 progress_advance()
         except BaseException:
-            try:  # what committed before the error still goes to archive/ (a crash leaves it for the next run)
-                archive_ready()
-            except Exception as error:  # noqa: BLE001 - the first error is the one to raise
-                logger.warning("files loaded before the error stay in landing/ until the next run moves them "
-                               "(%s)", type(error).__name__)
+            archive_before_raising()
             raise
         finally:
             prepared.close()  # the reading thread stops before the warehouse closes
-        loader.commit_batch()
-        archive_committed()
+        try:
+            loader.commit_batch()
+            archive_committed()
+        except BaseException:
+            archive_before_raising()
+            raise
         archive_ready()
     finally:
         connection.close()

@@ -396,8 +396,8 @@ class Loader:
         return self._held_paths
 
     def _forget_recorded(self) -> None:
-        """After a rollback: what was read of audit.file_loads is read again, and file ids taken again (a sequence
-        value taken in a transaction that rolled back may be given out again)."""
+        """After a rollback: what was read of audit.file_loads is read again, and file ids are taken afresh (the ones
+        held were taken in a transaction that may be the one undone; unused ones are gaps)."""
         self._loaded_by_sha256 = None
         self._held_paths = None
         self._file_ids = []

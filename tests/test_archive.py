@@ -196,6 +196,31 @@ def test_files_loaded_before_an_error_are_archived_and_the_failed_one_waits(sprx
     assert [result.relative for result in summary.files] == [failing] and summary.archived == 1
 
 
+def test_an_error_while_a_batch_is_open_still_records_where_earlier_files_were_archived(
+        sprx_home: Path, monkeypatch) -> None:
+    landing = sprx_home / "landing/gp"
+    (landing / "emis").mkdir(parents=True)
+    shutil.copy2(SAMPLE_FEEDS_DIR / "gp/emis/emis_P91004_20221101.csv", landing / "emis")
+    shutil.copytree(SAMPLE_FEEDS_DIR / "gp/systmone/systmone_P91003_20221129",
+                    landing / "systmone/systmone_P91003_20221129")
+    real_join = Loader.join_batch
+
+    def join_batch(self, delivery, after_commit=None):  # the export loaded and waits for its group; then a batch
+        real_join(self, delivery, after_commit=after_commit)
+        if self.in_batch:
+            raise KeyboardInterrupt  # e.g. the run cancelled while the delta is read
+
+    monkeypatch.setattr(Loader, "join_batch", join_batch)
+    monkeypatch.setattr(flows.ingest, "load_files", flows.ingest.load_files.with_options(retries=0))
+    with pytest.raises(BaseException):  # noqa: B017 - Prefect may wrap the interrupt
+        ingest(sources=("emis", "systmone"))
+    # the export went to archive/ and its place there is recorded (the statement did not join the batch undone)
+    assert files_under(sprx_home / "archive") == {"gp/emis/emis_P91004_20221101.csv"}
+    assert audit(sprx_home, "select path, archived_path from audit.file_loads") == [
+        ("gp/emis/emis_P91004_20221101.csv", "gp/emis/emis_P91004_20221101.csv")]
+    assert (landing / "systmone/systmone_P91003_20221129").is_dir()  # not loaded: waits for the next run
+
+
 def test_an_existing_warehouse_gains_the_new_columns_and_keeps_its_rows(tmp_path: Path) -> None:
     warehouse = tmp_path / "old.duckdb"
     old_ddl = "\n".join(line for line in DDL.splitlines() if not line.startswith("alter table"))

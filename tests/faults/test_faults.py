@@ -55,7 +55,7 @@ FILE_ID_KEYS = ("file_rejection_reason_key",)  # mart_data_quality_reasons: md5(
 # kill -9 points (tests/faults/inject.py): the stage boundaries of `sprx run`, then points inside ingest (in a
 # file's load transaction, between load and archive, in the move to archive/, before the run is recorded; in the
 # slice's order, staged:7 is the fifth SystmOne delta of a batch of eleven, committed:3 that batch's commit with
-# none of its files archived yet),
+# none of its files archived yet, marked:3 the archive paths of the five EMIS exports recorded, none of them moved),
 # inside the dbt build (after its 1st, 60th and 150th node) and inside publish.
 KILL_POINTS = (
     "before:ingest", "after:ingest", "before:build", "after:build", "before:publish", "after:publish",
