@@ -390,36 +390,33 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
                                                      if load]), depth=1)
         reads: dict[str, PreparedRead | None] = {}  # read ahead, not yet loaded
         try:
-            for index, (delivery, recorded) in enumerate(zip(ordered, statuses, strict=True)):
-                loader.join_batch(delivery, after_commit=archive_committed)
-                accepted = delivery.relative in accept
-                if not to_load[index]:
-                    if recorded in ARCHIVED_STATUSES:
+            try:
+                for index, (delivery, recorded) in enumerate(zip(ordered, statuses, strict=True)):
+                    loader.join_batch(delivery, after_commit=archive_committed)
+                    accepted = delivery.relative in accept
+                    if not to_load[index]:
+                        if recorded in ARCHIVED_STATUSES:
+                            archive_one(loader, delivery)
+                        progress_advance()
+                        continue
+                    if delivery.source in READ_AHEAD_SOURCES and delivery.relative not in reads:
+                        reads.update(next(prepared, {}))  # the group this delta begins, or this one file
+                    try:
+                        result = loader.load(delivery, accept=accepted, read=reads.pop(delivery.relative, None))
+                    except (FileChanged, FileNotFoundError) as error:
+                        logger.warning("%s", error if isinstance(error, FileChanged) else
+                                       f"{delivery.relative} disappeared from landing/ before it was read")
+                        loaded.arriving.append(delivery.relative)
+                        progress_advance()
+                        continue
+                    logger.info("%s %s: %s received, %s loaded, %s rejected", result.status, result.relative,
+                                result.rows_received, result.rows_loaded, result.rows_rejected)
+                    loaded.results.append(result)
+                    if result.status in ARCHIVED_STATUSES:
                         archive_one(loader, delivery)
                     progress_advance()
-                    continue
-                if delivery.source in READ_AHEAD_SOURCES and delivery.relative not in reads:
-                    reads.update(next(prepared, {}))  # the group this delta begins, or this one file
-                try:
-                    result = loader.load(delivery, accept=accepted, read=reads.pop(delivery.relative, None))
-                except (FileChanged, FileNotFoundError) as error:
-                    logger.warning("%s", error if isinstance(error, FileChanged) else
-                                   f"{delivery.relative} disappeared from landing/ before it was read")
-                    loaded.arriving.append(delivery.relative)
-                    progress_advance()
-                    continue
-                logger.info("%s %s: %s received, %s loaded, %s rejected", result.status, result.relative,
-                            result.rows_received, result.rows_loaded, result.rows_rejected)
-                loaded.results.append(result)
-                if result.status in ARCHIVED_STATUSES:
-                    archive_one(loader, delivery)
-                progress_advance()
-        except BaseException:
-            archive_before_raising()
-            raise
-        finally:
-            prepared.close()  # the reading thread stops before the warehouse closes
-        try:
+            finally:
+                prepared.close()  # the reading thread stops before the warehouse closes
             loader.commit_batch()
             archive_committed()
         except BaseException:
