@@ -4,8 +4,8 @@
     reprocess ─► rebuild_raw_zone (archive/ + landing/ into a new file, swapped in) ─► report
 
 Tasks are coarse (one per source, not per file or row): Prefect costs per task. Each file still
-loads in its own transaction (SystmOne deltas in batches of many: `flows.load`), and once its status is final
-and its transaction committed moves to archive/ (`flows.archive`).
+loads in its own transaction (SystmOne deltas and ambulance files in batches of many: `flows.load`), and once
+its status is final and its transaction committed moves to archive/ (`flows.archive`).
 Tasks return counts and reasons only, never patient rows, and do not persist results. Each run
 records itself in audit.pipeline_runs (stage "ingest") and refreshes $SPRX_HOME/status.json.
 """
@@ -322,10 +322,10 @@ class Loaded:
 
 @task(retries=1, retry_delay_seconds=10, persist_result=False)
 def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str | None = None) -> Loaded:
-    """Load each new delivery in its own transaction (SystmOne deltas in batches, `Loader.join_batch`) and
-    archive the ones whose status is final once their transaction has committed (a batch's when it commits, the
-    others ARCHIVE_GROUP_FILES at a time, and what committed before an error before it is raised); return what
-    happened to each and how many moved to archive/.
+    """Load each new delivery in its own transaction (SystmOne deltas and ambulance files in batches,
+    `Loader.join_batch`) and archive the ones whose status is final once their transaction has committed (a
+    batch's when it commits, the others ARCHIVE_GROUP_FILES at a time, and what committed before an error before
+    it is raised); return what happened to each and how many moved to archive/.
 
     A delivery already recorded is not read again (a held one waits for `accept`); when its status is
     final it is archived now (a crash after its load, or a copy put back in landing/). A file that changes

@@ -2,10 +2,10 @@
 
 Each file is one DuckDB transaction: either all its accepted rows, its rejected rows and its
 audit row commit together, or nothing does. SystmOne deltas, hundreds a year per practice and a few
-thousand rows each, are loaded in batches: many deliveries in one transaction, each file's rows
-staged apart and applied once per table when the batch commits (the rows they replace deleted, the latest
-version of each row inserted: a statement costs about 20 ms on a table of a million rows however few rows it
-carries). A file-level problem in a batch, or a file that changes or disappears while it is read, undoes that
+thousand rows each, and ambulance files, weekly and each restating the four weeks before, are loaded in
+batches: many deliveries of one source in one transaction, each file's rows staged apart and applied once per
+table when the batch commits (the latest version of each row, as applying the files in turn would leave it: a
+statement costs about 20 ms on a table of a million rows however few rows it carries). A file-level problem in a batch, or a file that changes or disappears while it is read, undoes that
 file's own staged and quarantined rows only; any other error rolls the whole batch back, and its files stay in landing/ for the next run.
 An EMIS export, a practice's whole record (a million rows at ICS scale), is parsed, validated and pseudonymised
 ahead in two threads (`read_ahead`) while its events are written, so that DuckDB and Python share the cores.
@@ -55,9 +55,11 @@ SOURCES = ("emis", "systmone", "ambulance", "vcse")
 CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 # The time zone extract dates are written in: a file dated today in the UK is not in the future at 00:30 BST.
 EXTRACT_TIMEZONE = ZoneInfo("Europe/London")
-# Sources whose deliveries are loaded in batches (`Loader.join_batch`), and a batch's size: it commits when it
-# holds this many rows or deliveries. Smaller batches lose less work to a crash; larger ones apply fewer times.
-BATCHED_SOURCES = ("systmone",)
+# Sources whose deliveries are loaded in batches (`Loader.join_batch`; a batch holds one source's), and a batch's
+# size: it commits when it holds this many rows or deliveries. Smaller batches lose less work to a crash; larger
+# ones apply fewer times (an ambulance file's upsert per file was 90 ms of its 100 ms, a year of 52 files at 150,000
+# people; in a batch, each incident restated by overlapping weeks is applied once).
+BATCHED_SOURCES = ("systmone", "ambulance")
 BATCH_MAX_ROWS = 500_000
 BATCH_MAX_FILES = 250
 # A batch keeps staged rows in memory up to this many, then appends them to its tables in DuckDB.
@@ -198,6 +200,10 @@ def file_sha256(path: Path) -> str:
 # SystmOne table -> its raw table.
 SYSTMONE_TABLES = {"patient": "raw.systmone_patients", "code": "raw.systmone_codes",
                    "appointment": "raw.systmone_appointments"}
+# A batch's table (`batch_<name>`) -> the raw table it is applied to, and the column that holds the organisation
+# in the file name (a practice, an ambulance trust).
+BATCH_TABLES = {**{table: (target, "practice_code") for table, target in SYSTMONE_TABLES.items()},
+                "ambulance": ("raw.ambulance_incidents", "trust_code")}
 # Per file of a batch, its deletions of rows neither the raw table nor an earlier file of the batch holds.
 _UNKNOWN_DELETIONS = """
 with latest as (
@@ -228,31 +234,57 @@ where not exists (select 1 from {target} as held
 """
 
 
+# Per trust and incident, the row a batch of ambulance files applies (`Loader.commit_batch`): the latest extract date,
+# then the latest file in the batch, then the last row in its file; an incident already held is replaced unless it
+# came from a later file.
+_AMBULANCE_UPSERT = """
+insert into raw.ambulance_incidents
+select trust_code, incident_id, extract_date, file_id, call_received_at, nhs_number_token, name_dob_token,
+       surname_dob_postcode_token, postcode_token, lsoa21_code, imd_decile, sex, call_age, call_age_band,
+       arp_category, call_outcome, conveyed_to, is_communal_address, trust_frequent_caller_flag
+from batch_ambulance
+qualify row_number() over (partition by trust_code, incident_id
+                           order by extract_date desc, ordinal desc, row_number desc) = 1
+on conflict (trust_code, incident_id) do update set
+    extract_date = excluded.extract_date, file_id = excluded.file_id, call_received_at = excluded.call_received_at,
+    nhs_number_token = excluded.nhs_number_token, name_dob_token = excluded.name_dob_token,
+    surname_dob_postcode_token = excluded.surname_dob_postcode_token, postcode_token = excluded.postcode_token,
+    lsoa21_code = excluded.lsoa21_code, imd_decile = excluded.imd_decile, sex = excluded.sex,
+    call_age = excluded.call_age, call_age_band = excluded.call_age_band, arp_category = excluded.arp_category,
+    call_outcome = excluded.call_outcome, conveyed_to = excluded.conveyed_to,
+    is_communal_address = excluded.is_communal_address,
+    trust_frequent_caller_flag = excluded.trust_frequent_caller_flag
+where excluded.extract_date >= ambulance_incidents.extract_date
+"""
+
+
 class _Staged(NamedTuple):
-    """One file's staged rows for a SystmOne table, waiting in a batch; its bookkeeping columns are added when the
+    """One file's staged rows for a batch's table, waiting in the batch; its bookkeeping columns are added when the
     batch's rows are appended (`Loader._flush`), in one pass for all its files."""
 
     frame: pl.DataFrame
     file_id: int
-    practice: str | None
+    organisation: str | None
     extract_date: dt.date | None
     ordinal: int
 
 
 @dataclass
 class _Batch:
-    """SystmOne deltas loaded in one open transaction, not yet applied to the raw tables.
+    """Deliveries of one source (SystmOne deltas, or ambulance files) loaded in one open transaction, not yet
+    applied to the raw tables.
 
-    Staged rows carry their file's id, practice, extract date and place in the batch (`ordinal`); rows wait
-    in memory (`pending`) and are appended to a temporary table per SystmOne table (`batch_systmone_<table>`)
-    in bounded chunks. Quarantined rows wait the same way before audit.rejected_rows."""
+    Staged rows carry their file's id, organisation, extract date and place in the batch (`ordinal`); rows wait
+    in memory (`pending`) and are appended to a temporary table per table (`batch_<table>`, BATCH_TABLES) in
+    bounded chunks. Quarantined rows wait the same way before audit.rejected_rows."""
 
+    source: str
     ordinal: int = 0
     rows: int = 0
     pending: dict[str, list[_Staged]] = field(default_factory=dict)
     pending_rejected: list[pl.DataFrame] = field(default_factory=list)
     pending_rows: int = 0
-    created: set[str] = field(default_factory=set)  # SystmOne tables whose batch table exists
+    created: set[str] = field(default_factory=set)  # tables whose batch table exists
     removals: set[str] = field(default_factory=set)  # SystmOne tables with a deletion in the batch
     flushed: set[int] = field(default_factory=set)  # files with rows already appended in DuckDB
     files: dict[int, tuple[list[str], FileResult]] = field(default_factory=dict)  # file id: its notes, result
@@ -262,16 +294,17 @@ class _Batch:
         return self.rows >= BATCH_MAX_ROWS or len(self.files) >= BATCH_MAX_FILES
 
 
-def _with_bookkeeping(staged_files: Sequence[_Staged]) -> pl.DataFrame:
-    """Files' staged rows as one frame, each row with its file's practice, extract date, file id and place in the
-    batch (one pass for the batch: a polars expression per file cost about 1 ms each, 2,000 a year per practice)."""
+def _with_bookkeeping(staged_files: Sequence[_Staged], organisation_column: str) -> pl.DataFrame:
+    """Files' staged rows as one frame, each row with its file's organisation (in `organisation_column`), extract
+    date, file id and place in the batch (one pass for the batch: a polars expression per file cost about 1 ms
+    each, 2,000 a year per practice)."""
     rows = pl.concat([one.frame for one in staged_files], how="vertical_relaxed")
     bookkeeping = pl.DataFrame(
-        {"practice_code": [one.practice for one in staged_files],
+        {organisation_column: [one.organisation for one in staged_files],
          "extract_date": [one.extract_date for one in staged_files],
          "file_id": [one.file_id for one in staged_files],
          "ordinal": [one.ordinal for one in staged_files]},
-        schema={"practice_code": pl.String, "extract_date": pl.Date, "file_id": pl.Int64, "ordinal": pl.Int32})
+        schema={organisation_column: pl.String, "extract_date": pl.Date, "file_id": pl.Int64, "ordinal": pl.Int32})
     heights = pl.Series([one.frame.height for one in staged_files], dtype=pl.UInt32)
     return rows.with_columns(bookkeeping.select(pl.all().repeat_by(heights).explode()).get_columns())
 
@@ -288,7 +321,7 @@ class Loader:
         self.run_id = run_id  # recorded on every audit.file_loads row this loader writes
         self.home = home  # SPRX_HOME, where VCSE services' confirmed headings are remembered (None: none are)
         self._columns: dict[str, list[str]] = {}  # a raw table's columns, read once
-        self._batch: _Batch | None = None  # the open batch of SystmOne deltas, if any
+        self._batch: _Batch | None = None  # the open batch (SystmOne deltas, or ambulance files), if any
         # what audit.file_loads holds, read once and kept up to date by `_record` (a query a file cost 1 to 2 ms
         # each, 800 files a year at 150,000 people); forgotten at a rollback (`_forget_recorded`)
         self._loaded_by_sha256: dict[str, str] | None = None  # the first path loaded with each sha256
@@ -407,13 +440,13 @@ class Loader:
     def load(self, delivery: Delivery, *, accept: bool = False, read: PreparedRead | None = None) -> FileResult:
         """Load one delivery in one transaction (or in the open batch) and record what happened.
 
-        A SystmOne delta loaded outside a batch is a batch of one. `read`: the delivery as `prepared_reads` read
-        it (None: it is read now)."""
+        A SystmOne delta or an ambulance file loaded outside a batch is a batch of one. `read`: the delivery as
+        `prepared_reads` read it (None: it is read now)."""
         batched = delivery.source in BATCHED_SOURCES
         if read is not None and read.relative != delivery.relative:
             raise RuntimeError(f"{read.relative} was read for the load of {delivery.relative}")
         if batched and self._batch is None:
-            self.begin_batch()
+            self.begin_batch(delivery.source)
             try:
                 result = self.load(delivery, accept=accept, read=read)
             except BaseException:
@@ -421,8 +454,9 @@ class Loader:
                 raise
             self.commit_batch()
             return result
-        if self._batch is not None and not batched:
-            raise RuntimeError(f"a {delivery.source} file cannot join a batch of SystmOne deltas: commit it first")
+        if self._batch is not None and self._batch.source != delivery.source:
+            raise RuntimeError(f"a {delivery.source} file cannot join a batch of {self._batch.source} files: "
+                               "commit it first")
         original = self._duplicate_of(delivery)
         if original is not None and original != delivery.relative:
             result = FileResult(delivery.relative, delivery.source, "duplicate",
@@ -481,7 +515,7 @@ class Loader:
                 self.connection.execute("rollback")
             raise
 
-    # --- transactions: one per file, or one per batch of SystmOne deltas --------------------
+    # --- transactions: one per file, or one per batch (SystmOne deltas, ambulance files) -------
 
     def commit(self) -> None:
         """Commit the open load transaction (a file's, or a batch's)."""
@@ -510,7 +544,7 @@ class Loader:
                               + sum(frame.height for frame in batch.pending_rejected))
         if file_id in batch.flushed:
             for table in batch.created:
-                self.connection.execute(f"delete from batch_systmone_{table} where file_id = ?", [file_id])
+                self.connection.execute(f"delete from batch_{table} where file_id = ?", [file_id])
             self.connection.execute("delete from audit.rejected_rows where file_id = ?", [file_id])
 
     @property
@@ -520,21 +554,24 @@ class Loader:
     def join_batch(self, delivery: Delivery, after_commit: Callable[[], None] | None = None) -> None:
         """Get ready to load `delivery`: commit the open batch when the delivery cannot join it (another source,
         or the batch is full), then call `after_commit` (outside any transaction: archive what the batch took),
-        and open a batch for a SystmOne delta."""
+        and open a batch for a SystmOne delta or an ambulance file."""
         batched = delivery.source in BATCHED_SOURCES
-        if self._batch is not None and (not batched or self._batch.full):
+        if self._batch is not None and (self._batch.source != delivery.source or self._batch.full):
             self.commit_batch()
             if after_commit is not None:
                 after_commit()
         if batched and self._batch is None:
-            self.begin_batch()
+            self.begin_batch(delivery.source)
 
-    def begin_batch(self) -> None:
-        """Open a batch: the SystmOne deltas loaded until `commit_batch` share one transaction."""
+    def begin_batch(self, source: str) -> None:
+        """Open a batch: the `source` files (SystmOne deltas, or ambulance files) loaded until `commit_batch` share
+        one transaction."""
+        if source not in BATCHED_SOURCES:
+            raise ValueError(f"{source} files are not loaded in batches")
         if self._batch is not None:
             raise RuntimeError("a batch is already open")
         self.connection.execute("begin")
-        self._batch = _Batch()
+        self._batch = _Batch(source)
 
     def rollback_batch(self) -> None:
         """Drop the open batch and everything it loaded (its files stay unrecorded)."""
@@ -546,9 +583,10 @@ class Loader:
     def commit_batch(self) -> None:
         """Apply the open batch's staged rows to the raw tables and commit it (nothing when none is open).
 
-        Per table and row identifier the row applied is the one with the latest extract date, then the
-        latest file in the batch, then the last row in its file, and only where no later extract is held:
-        what applying each file in turn would leave (a delta never overrides a later one)."""
+        Per table and row (a practice's SystmOne row identifier, a trust's ambulance incident) the row applied is
+        the one with the latest extract date, then the latest file in the batch, then the last row in its file,
+        and only where no later extract is held: what applying each file in turn would leave (a delta never
+        overrides a later one; an ambulance file replaces the incidents it restates, unless a later file has)."""
         batch = self._batch
         if batch is None:
             return
@@ -556,22 +594,11 @@ class Loader:
             self._flush(batch)
             unknown: Counter = Counter()
             for table in sorted(batch.created):
-                target = SYSTMONE_TABLES[table]
-                if table in batch.removals:
-                    unknown.update(dict(self.connection.execute(_UNKNOWN_DELETIONS.format(
-                        staged=f"batch_systmone_{table}", target=target)).fetchall()))
-                if target not in self._columns:
-                    self._columns[target] = [row[0] for row in self.connection.execute(
-                        f"describe {target}").fetchall()]
-                # no key index (warehouse.DROPPED_KEYS): the rows replaced are deleted, then the winners inserted
-                self.connection.execute(_BATCH_WINNERS.format(staged=f"batch_systmone_{table}", target=target))
-                self.connection.execute(f"delete from {target} as held using batch_winners as winner "
-                                        "where held.practice_code = winner.practice_code "
-                                        "and held.row_identifier = winner.row_identifier")
-                self.connection.execute(f"insert into {target} select {', '.join(self._columns[target])} "
-                                        "from batch_winners")
-                self.connection.execute("drop table batch_winners")
-                self.connection.execute(f"drop table batch_systmone_{table}")
+                if table == "ambulance":
+                    self.connection.execute(_AMBULANCE_UPSERT)
+                else:
+                    unknown.update(self._apply_systmone(table, deletions=table in batch.removals))
+                self.connection.execute(f"drop table batch_{table}")
             for file_id, count in sorted(unknown.items()):
                 notes, result = batch.files[file_id]
                 notes.append(f"{count} deletion(s) of rows the warehouse has not seen; kept so that they stay "
@@ -585,8 +612,25 @@ class Loader:
             raise
         self._batch = None
 
+    def _apply_systmone(self, table: str, *, deletions: bool) -> dict[int, int]:
+        """Apply a batch's staged rows of a SystmOne table (`commit_batch`); per file with a deletion (`deletions`:
+        the batch has one), how many deleted rows the warehouse has not seen."""
+        target = SYSTMONE_TABLES[table]
+        unknown = dict(self.connection.execute(_UNKNOWN_DELETIONS.format(
+            staged=f"batch_{table}", target=target)).fetchall()) if deletions else {}
+        if target not in self._columns:
+            self._columns[target] = [row[0] for row in self.connection.execute(f"describe {target}").fetchall()]
+        # no key index (warehouse.DROPPED_KEYS): the rows replaced are deleted, then the winners inserted
+        self.connection.execute(_BATCH_WINNERS.format(staged=f"batch_{table}", target=target))
+        self.connection.execute(f"delete from {target} as held using batch_winners as winner "
+                                "where held.practice_code = winner.practice_code "
+                                "and held.row_identifier = winner.row_identifier")
+        self.connection.execute(f"insert into {target} select {', '.join(self._columns[target])} from batch_winners")
+        self.connection.execute("drop table batch_winners")
+        return unknown
+
     def _add_to_batch(self, table: str | None, rows: _Staged | pl.DataFrame) -> None:
-        """Queue one file's staged rows for a SystmOne table, or (table None) its quarantined rows."""
+        """Queue one file's staged rows for a batch's table, or (table None) its quarantined rows."""
         batch = self._batch
         if table is None:
             batch.pending_rejected.append(rows)
@@ -603,13 +647,13 @@ class Loader:
         for table, staged_files in batch.pending.items():
             if not staged_files:
                 continue
-            staged = f"batch_systmone_{table}"
+            staged = f"batch_{table}"
+            target, organisation_column = BATCH_TABLES[table]
             if table not in batch.created:  # the raw table's columns and types, and the order of the rows
                 self.connection.execute(f"create or replace temp table {staged} as select *, "
-                                        f"0::bigint as row_number, 0::integer as ordinal "
-                                        f"from {SYSTMONE_TABLES[table]} limit 0")
+                                        f"0::bigint as row_number, 0::integer as ordinal from {target} limit 0")
                 batch.created.add(table)
-            self._stage(staged, _with_bookkeeping(staged_files), first=False)
+            self._stage(staged, _with_bookkeeping(staged_files, organisation_column), first=False)
             batch.flushed.update(one.file_id for one in staged_files)
         batch.pending = {}
         if batch.pending_rejected:
@@ -1024,44 +1068,21 @@ class Loader:
             (pl.col("frequent_caller_flag") == "Y").alias("trust_frequent_caller_flag"))
 
     def _load_ambulance(self, delivery, file_id, extract_date, trust, read: PreparedRead | None) -> FileResult:
-        """Upsert an ambulance file's incidents (`read`: as `read_whole` read it; None: read now, a chunk at a
-        time)."""
+        """Stage an ambulance file's incidents in the open batch (`read`: as `read_whole` read it; None: read now, a
+        chunk at a time); they are added or replaced when it commits (`commit_batch`)."""
         result = FileResult(delivery.relative, "ambulance", "loaded")
         chunks = read.replay() if read is not None else (
             self._ambulance_chunk(chunk, extract_date) for chunk in ambulance_source.read_ambulance(delivery.path))
-        first = True
+        batch = self._batch
+        batch.ordinal += 1
         for received, validated, staged in chunks:
             result.rows_received += received
             self._quarantine(validated, file_id, delivery.relative, result)
-            self._stage("stage_ambulance", staged, first)
-            first = False
-        if not first:
-            self.connection.execute(
-                """
-                insert into raw.ambulance_incidents
-                select ?, incident_id, ?, ?, call_received_at, nhs_number_token, name_dob_token,
-                       surname_dob_postcode_token, postcode_token, lsoa21_code, imd_decile, sex, call_age,
-                       call_age_band, arp_category, call_outcome, conveyed_to, is_communal_address,
-                       trust_frequent_caller_flag
-                from stage_ambulance
-                qualify row_number() over (partition by incident_id order by row_number desc) = 1
-                on conflict (trust_code, incident_id) do update set
-                    extract_date = excluded.extract_date, file_id = excluded.file_id,
-                    call_received_at = excluded.call_received_at, nhs_number_token = excluded.nhs_number_token,
-                    name_dob_token = excluded.name_dob_token,
-                    surname_dob_postcode_token = excluded.surname_dob_postcode_token,
-                    postcode_token = excluded.postcode_token, lsoa21_code = excluded.lsoa21_code,
-                    imd_decile = excluded.imd_decile, sex = excluded.sex, call_age = excluded.call_age,
-                    call_age_band = excluded.call_age_band, arp_category = excluded.arp_category,
-                    call_outcome = excluded.call_outcome, conveyed_to = excluded.conveyed_to,
-                    is_communal_address = excluded.is_communal_address,
-                    trust_frequent_caller_flag = excluded.trust_frequent_caller_flag
-                where excluded.extract_date >= ambulance_incidents.extract_date
-                """,
-                [trust, extract_date, file_id],
-            )
+            if staged.height:
+                self._add_to_batch("ambulance", _Staged(staged, file_id, trust, extract_date, batch.ordinal))
         result.rows_loaded = result.rows_received - result.rows_rejected
         result.message = "incidents added or replaced by this later version"
+        batch.files[file_id] = ([result.message], result)
         return result
 
     # --- VCSE: attendance sheets --------------------------------------------------------------

@@ -170,12 +170,12 @@ def test_a_crash_between_load_and_archive_is_finished_by_the_next_run(sprx_home:
 
 
 def test_files_loaded_before_an_error_are_archived_and_the_failed_one_waits(sprx_home: Path, monkeypatch) -> None:
-    landing = sprx_home / "landing/ambulance"
+    landing = sprx_home / "landing/gp/emis"  # exports: each its own transaction (not a batch, undone whole)
     landing.mkdir(parents=True)
-    weeks = sorted(SAMPLE_FEEDS_DIR.joinpath("ambulance").glob("ambulance_RX7_2023*.csv"))[:5]
-    for path in weeks:
+    exports = sorted(SAMPLE_FEEDS_DIR.joinpath("gp/emis").glob("emis_*_20221101.csv"))[:5]  # loaded in this order
+    for path in exports:
         shutil.copy2(path, landing / path.name)
-    failing = f"ambulance/{weeks[-1].name}"
+    failing = f"gp/emis/{exports[-1].name}"
     real_load = Loader.load
 
     def load(self, delivery, **options):
@@ -187,12 +187,12 @@ def test_files_loaded_before_an_error_are_archived_and_the_failed_one_waits(sprx
     monkeypatch.setattr(flows.ingest, "ARCHIVE_GROUP_FILES", 3)  # one group of three, then one left when it fails
     monkeypatch.setattr(flows.ingest, "load_files", flows.ingest.load_files.with_options(retries=0))
     with pytest.raises(RuntimeError, match="the disk is full"):
-        ingest(sources=("ambulance",))
-    assert files_under(landing) == {weeks[-1].name}  # the four loaded went to archive/, recorded there
-    assert files_under(sprx_home / "archive") == {f"ambulance/{path.name}" for path in weeks[:-1]}
+        ingest(sources=("emis",))
+    assert files_under(landing) == {exports[-1].name}  # the four loaded went to archive/, recorded there
+    assert files_under(sprx_home / "archive") == {f"gp/emis/{path.name}" for path in exports[:-1]}
     assert audit(sprx_home, "select count(*) from audit.file_loads where archived_path is not null")[0][0] == 4
     monkeypatch.setattr(Loader, "load", real_load)
-    summary = ingest(sources=("ambulance",))  # the next run loads the one left
+    summary = ingest(sources=("emis",))  # the next run loads the one left
     assert [result.relative for result in summary.files] == [failing] and summary.archived == 1
 
 

@@ -20,6 +20,8 @@ import flows.load
 from flows.ingest import SOURCE_FOLDERS, _deliveries_in, _delivery, _old_history, _order
 from flows.load import Loader
 from flows.warehouse import RAW_TABLES, connect
+from sprx.readers import ambulance as ambulance_source
+from sprx.readers.frames import FeedFileError
 from sprx.settings import SAMPLE_FEEDS_DIR
 from tests.helpers import raw_state
 
@@ -122,6 +124,14 @@ def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Pa
     assert raw_state(tmp_path / "batched-reversed.duckdb") == expected
     assert systmone_only(audit_trail(tmp_path / "batched-reversed.duckdb")) == systmone_only(
         audit_trail(tmp_path / "reversed.duckdb"))
+    # ambulance files in one batch, newest first and shuffled: an incident a later week revised keeps its revision
+    ambulance = [delivery for delivery in in_order if delivery.source == "ambulance"]
+    not_ambulance = [delivery for delivery in in_order if delivery.source != "ambulance"]
+    assert len(ambulance) > 20
+    for name, order in (("ambulance-reversed", list(reversed(ambulance))),
+                        ("ambulance-shuffled", random.Random(10).sample(ambulance, len(ambulance)))):
+        load_all(tmp_path / f"{name}.duckdb", not_ambulance + order, batched=True)
+        assert raw_state(tmp_path / f"{name}.duckdb") == expected, name
     # shuffled, in two batches
     random.Random(9).shuffle(systmone)
     load_all(tmp_path / "batched-shuffled.duckdb", systmone[:len(systmone) // 2] + others
@@ -134,6 +144,65 @@ def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Pa
                 rows, keys = connection.execute(
                     f"select count(*), count(distinct (practice_code, row_identifier)) from {table}").fetchone()
                 assert rows == keys > 0, (warehouse.name, table)
+
+
+def test_a_week_sent_again_corrected_wins_in_a_batch_as_it_does_alone(landing: Path, tmp_path: Path) -> None:
+    """Two versions of one week (the same extract date) in one batch: the one loaded later wins, as it does when
+    each is loaded alone, and within a file the last row of an incident."""
+    week = sorted((d for d in deliveries(landing) if d.source == "ambulance"), key=_order)[0]
+    lines = week.path.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    incident = cells[header.index("incident_id")]
+    cells[header.index("call_outcome")] = "hear_and_treat"
+    corrected = tmp_path / "again" / week.relative
+    corrected.parent.mkdir(parents=True)
+    corrected.write_text("\n".join([*lines[:2], *lines[2:], ",".join(cells)]) + "\n")  # the incident restated
+    again = _delivery(tmp_path / "again", corrected, "ambulance")
+    load_all(tmp_path / "alone.duckdb", [week, again])
+    load_all(tmp_path / "batch.duckdb", [week, again], batched=True)
+    assert raw_state(tmp_path / "batch.duckdb") == raw_state(tmp_path / "alone.duckdb")
+    with duckdb.connect(str(tmp_path / "batch.duckdb"), read_only=True) as connection:
+        assert connection.execute("select call_outcome from raw.ambulance_incidents where incident_id = ?",
+                                  [incident]).fetchall() == [("hear_and_treat",)]
+
+
+@pytest.mark.parametrize("flush_rows", [1, flows.load.BATCH_FLUSH_ROWS], ids=["flushed", "in-memory"])
+def test_an_ambulance_file_rejected_inside_a_batch_leaves_the_others_as_if_it_had_not_come(
+        landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flush_rows: int) -> None:
+    """A week that cannot be read to its end (its reader fails on its third chunk, after a row of its first was
+    quarantined and its first chunks staged) is rejected alone: the weeks before and after it in the batch load,
+    and none of its rows remain, whether still in memory or already in DuckDB."""
+    monkeypatch.setattr(flows.load, "BATCH_FLUSH_ROWS", flush_rows)
+    weeks = sorted((d for d in deliveries(landing) if d.source == "ambulance"), key=_order)
+    first, second, third = weeks[:3]
+    lines = second.path.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[lines[0].split(",").index("arp_category")] = "C9"  # not a category: the row is quarantined
+    lines[1] = ",".join(cells)
+    bad = tmp_path / "bad-landing" / second.relative
+    bad.parent.mkdir(parents=True)
+    bad.write_text("\n".join(lines) + "\n")
+    real_read = ambulance_source.read_ambulance
+
+    def read_ambulance(path, chunk_rows=5):  # small chunks; the bad week fails part way
+        for number, chunk in enumerate(real_read(path, chunk_rows)):
+            if Path(path) == bad and number == 2:
+                raise FeedFileError("row 12 could not be read as one CSV row (it has an unclosed quote)")
+            yield chunk
+
+    monkeypatch.setattr(ambulance_source, "read_ambulance", read_ambulance)
+    rejected = _delivery(tmp_path / "bad-landing", bad, "ambulance")
+    load_all(tmp_path / "alone.duckdb", [first, third], batched=True)
+    load_all(tmp_path / "with-bad.duckdb", [first, rejected, third], batched=True)
+    assert raw_state(tmp_path / "alone.duckdb")["raw.ambulance_incidents"]
+    assert raw_state(tmp_path / "with-bad.duckdb") == raw_state(tmp_path / "alone.duckdb")
+    alone, trail = audit_trail(tmp_path / "alone.duckdb"), audit_trail(tmp_path / "with-bad.duckdb")
+    assert trail["rejected_rows"] == alone["rejected_rows"]  # the quarantined row went with its file
+    assert [row for row in trail["file_loads"] if row not in alone["file_loads"]] == [
+        (second.relative, "rejected", 0, 0, 0, "row 12 could not be read as one CSV row (it has an unclosed quote)")]
+    load_all(tmp_path / "bad-alone.duckdb", [_delivery(tmp_path / "bad-landing", bad, "ambulance")])
+    assert audit_trail(tmp_path / "bad-alone.duckdb")["file_loads"][0][1] == "rejected"
 
 
 @pytest.mark.parametrize("flush_rows", [1, flows.load.BATCH_FLUSH_ROWS], ids=["flushed", "in-memory"])

@@ -6,8 +6,8 @@ and system calls the pipeline goes through, so the product carries no test hooks
 
 - ``before:STAGE`` / ``after:STAGE``: a stage boundary of `sprx run` (STAGE: ingest, build, publish);
 - ``staged:N``: inside the Nth file's load transaction, rows staged and its audit row written, not committed;
-- ``committed:N``: the Nth load transaction committed (a file's, or a batch of SystmOne deltas'), its files
-  not yet archived;
+- ``committed:N``: the Nth load transaction committed (a file's, or a batch's of SystmOne deltas or ambulance
+  files), its files not yet archived;
 - ``marked:N``: the Nth recording of archive paths (a group of files', or a committed batch's) done, none of them moved;
 - ``archived:N``: the Nth file renamed into archive/, not yet checked, stamped or made read-only;
 - ``recorded:STAGE``: a stage's work done, its completion not yet recorded in audit.pipeline_runs;
