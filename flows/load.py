@@ -5,8 +5,9 @@ audit row commit together, or nothing does. SystmOne deltas, hundreds a year per
 thousand rows each, and ambulance files, weekly and each restating the four weeks before, are loaded in
 batches: many deliveries of one source in one transaction, each file's rows staged apart and applied once per
 table when the batch commits (the latest version of each row, as applying the files in turn would leave it: a
-statement costs about 20 ms on a table of a million rows however few rows it carries). A file-level problem in a batch, or a file that changes or disappears while it is read, undoes that
-file's own staged and quarantined rows only; any other error rolls the whole batch back, and its files stay in landing/ for the next run.
+statement costs about 20 ms on a table of a million rows however few rows it carries). A file-level problem in a
+batch, or a file that changes or disappears while it is read, undoes that file's own staged and quarantined rows
+only; any other error rolls the whole batch back, and its files stay in landing/ for the next run.
 An EMIS export, a practice's whole record (a million rows at ICS scale), is parsed, validated and pseudonymised
 ahead in two threads (`read_ahead`) while its events are written, so that DuckDB and Python share the cores.
 A file-level problem (unreadable, wrong name, a required column missing, the practice in the name not
