@@ -3,16 +3,21 @@
 A large file's chunks are read, validated and pseudonymised in Python and polars, and written into DuckDB,
 which releases the GIL while it works: doing both at once uses the machine's second core. At most
 `depth` prepared chunks wait, so memory stays bounded by a few chunks whatever the file's size.
+`map_ahead` prepares small files two at a time, for a reader that falls behind its loader.
 """
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _ITEM, _DONE, _ERROR = "item", "done", "error"
 # How often a producer waiting on a full queue looks whether its consumer has gone, seconds.
@@ -77,3 +82,21 @@ def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     finally:
         stop.set()
         producer.join()
+
+
+def map_ahead(function: Callable[[T], R], items: Iterable[T], workers: int = 2) -> Iterator[R]:
+    """Yield `function(item)` for each of `items`, in order, computed by `workers` threads at once: while the caller
+    holds one result, the next `workers - 1` are computed, and once it asks for the next, one more starts.
+
+    An exception raised by `function` is raised here, where its result would have been yielded. When the caller
+    stops early, no more items start and this generator returns once the ones running have finished (the pool
+    waits for them), so nothing reads a file after its caller has moved on."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    iterator = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sprx-read-ahead") as pool:
+        running = deque(pool.submit(function, item) for item in itertools.islice(iterator, workers))
+        while running:  # never more items submitted than threads: each one submitted has started
+            result = running.popleft().result()
+            yield result
+            running.extend(pool.submit(function, item) for item in itertools.islice(iterator, 1))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sprx.readers.read_ahead import read_ahead
+from sprx.readers.read_ahead import map_ahead, read_ahead
 
 THREAD = "sprx-read-ahead"
 
@@ -133,3 +133,66 @@ def test_closing_an_outer_reader_closes_the_inner_one() -> None:
 def test_depth_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         list(read_ahead([1], depth=0))
+
+
+# --- map_ahead: small files read two at a time ----------------------------------------------------------------
+
+
+def test_map_ahead_gives_each_result_in_order_made_two_at_a_time() -> None:
+    both_running = threading.Barrier(2, timeout=5)  # broken (an error) unless two items are made at once
+
+    def read(number: int) -> int:
+        if number < 2:
+            both_running.wait()
+        return number * 10
+
+    assert list(map_ahead(read, range(50), workers=2)) == [number * 10 for number in range(50)]
+    assert list(map_ahead(read, [], workers=2)) == []
+
+
+def test_map_ahead_runs_at_most_one_item_beyond_the_one_the_caller_holds() -> None:
+    started: list[int] = []
+
+    def read(number: int) -> int:
+        started.append(number)
+        return number
+
+    reader = map_ahead(read, range(100), workers=2)
+    assert next(reader) == 0
+    time.sleep(0.2)
+    assert sorted(started) == [0, 1]  # bounded: never the whole list
+    assert next(reader) == 1
+    time.sleep(0.2)
+    assert sorted(started) == [0, 1, 2]
+    reader.close()
+
+
+def test_map_ahead_raises_an_items_error_where_its_result_would_come() -> None:
+    def read(number: int) -> int:
+        if number == 3:
+            raise ValueError("sheet 3 has no header row")
+        return number
+
+    seen = []
+    with pytest.raises(ValueError, match="sheet 3 has no header row"):
+        for result in map_ahead(read, range(10), workers=2):
+            seen.append(result)
+    assert seen == [0, 1, 2]
+
+
+def test_a_caller_that_stops_early_leaves_nothing_reading_after_it() -> None:
+    started: list[int] = []
+    finished: list[int] = []
+
+    def read(number: int) -> int:
+        started.append(number)
+        time.sleep(0.2)
+        finished.append(number)
+        return number
+
+    reader = map_ahead(read, range(100), workers=2)
+    assert next(reader) == 0
+    reader.close()  # item 1 is being read: close waits for it, and starts nothing more
+    assert sorted(finished) == sorted(started) == [0, 1]
+    time.sleep(0.3)
+    assert sorted(started) == [0, 1]
