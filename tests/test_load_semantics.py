@@ -444,3 +444,32 @@ def test_a_warehouse_made_with_an_old_key_loses_it_and_keeps_its_rows(tmp_path: 
                 "select table_name from duckdb_tables()").fetchall()}
         finally:
             connection.close()
+
+
+def test_a_batch_knows_the_files_it_holds_before_it_commits(landing: Path, tmp_path: Path) -> None:
+    """A batch writes its files' audit rows when it commits, but the files it holds count already: the same
+    bytes again under another name are a duplicate, even after a file between them was rejected (which makes the
+    loader read what is recorded afresh), and a file it holds is already loaded."""
+    first, second = sorted((d for d in deliveries(landing) if d.source == "systmone" and d.path.is_dir()),
+                           key=_order)[:2]
+    elsewhere = tmp_path / "elsewhere"
+    renamed = elsewhere / "gp/systmone" / f"{first.path.name.rsplit('_', 1)[0]}_20000101"  # another name, same bytes
+    future = elsewhere / "gp/systmone" / f"{second.path.name.rsplit('_', 1)[0]}_20991231"
+    shutil.copytree(first.path, renamed)
+    shutil.copytree(second.path, future)
+    again, dated_ahead = _delivery(elsewhere, renamed, "systmone"), _delivery(elsewhere, future, "systmone")
+    assert again.sha256 == first.sha256 and again.relative != first.relative
+    connection = connect(tmp_path / "batch.duckdb")
+    try:
+        loader = Loader(connection, KEY)
+        statuses = []
+        for delivery in (first, dated_ahead, again):
+            loader.join_batch(delivery)
+            statuses.append(loader.load(delivery).status)
+        assert loader.in_batch and loader.already_loaded(first) and not loader.already_loaded(second)
+        loader.commit_batch()
+        assert statuses == ["loaded", "rejected", "duplicate"]
+        assert connection.execute("select path, status from audit.file_loads order by file_id").fetchall() == [
+            (first.relative, "loaded"), (dated_ahead.relative, "rejected"), (again.relative, "duplicate")]
+    finally:
+        connection.close()
