@@ -89,7 +89,8 @@ def systmone_only(trail: dict[str, list]) -> dict[str, list]:
             for part, rows in trail.items()}
 
 
-def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Path) -> None:
+def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     files = deliveries(landing)
     assert len(files) > 40
     in_order = sorted(files, key=_order)
@@ -132,6 +133,10 @@ def test_any_order_and_twice_give_the_same_warehouse(landing: Path, tmp_path: Pa
                         ("ambulance-shuffled", random.Random(10).sample(ambulance, len(ambulance)))):
         load_all(tmp_path / f"{name}.duckdb", not_ambulance + order, batched=True)
         assert raw_state(tmp_path / f"{name}.duckdb") == expected, name
+    with monkeypatch.context() as patch:  # many small batches: an incident's versions split across them
+        patch.setattr(flows.load, "AMBULANCE_BATCH_MAX_ROWS", 300)
+        load_all(tmp_path / "ambulance-small-batches.duckdb", not_ambulance + list(reversed(ambulance)), batched=True)
+        assert raw_state(tmp_path / "ambulance-small-batches.duckdb") == expected
     # shuffled, in two batches
     random.Random(9).shuffle(systmone)
     load_all(tmp_path / "batched-shuffled.duckdb", systmone[:len(systmone) // 2] + others
