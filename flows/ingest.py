@@ -30,7 +30,7 @@ from flows.archive import (ARCHIVED_STATUSES, ArchiveChanged, archive_dir, archi
                            move_into_archive)
 from flows.lock import warehouse_lock
 from flows.load import (READ_AHEAD_SOURCES, SOURCES, Delivery, FileChanged, FileResult, Loader, PreparedRead,
-                        file_sha256, file_signature)
+                        file_sha256, file_signature, loading_threads)
 from flows.pseudonymise import load_key, verify_key
 from flows.warehouse import (close_abandoned_runs, connect, is_busy_error, record_duckdb_settings, record_stage,
                              utc_now)
@@ -373,7 +373,7 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
             logger.warning("files loaded before the error stay in landing/ until the next run moves them (%s)",
                            type(error).__name__)
 
-    connection = connect(settings.warehouse_path)
+    connection = connect(settings.warehouse_path, threads=loading_threads(settings.duckdb_threads))
     try:
         record_duckdb_settings(connection, "ingest")
         loader = Loader(connection, key, run_id=run_id, home=settings.home)
@@ -671,7 +671,7 @@ def rebuild_raw_zone(run_id: str) -> tuple[list[FileResult], int]:
                                                                  delivery.received_at)) for delivery in found]
         deliveries.sort(key=lambda delivery: _replay_order(delivery, history))
         results, skipped = [], 0
-        connection = connect(fresh)
+        connection = connect(fresh, threads=loading_threads(settings.duckdb_threads))
         try:
             loader = Loader(connection, key, run_id=run_id, home=settings.home)
             for delivery in deliveries:

@@ -94,6 +94,15 @@ FILE_IDS_AT_ONCE = 64
 PRACTICE_CODE = re.compile(PRACTICE_CODE_PATTERN)
 
 
+def loading_threads(duckdb_threads: int) -> int:
+    """DuckDB's threads while files load: the `duckdb_threads` allowed (SPRX_DUCKDB_THREADS) less the READ_WORKERS
+    that read files ahead, at least one. Those threads parse, validate and pseudonymise the next files while DuckDB
+    writes the ones before, so more DuckDB threads mostly contend with them for the CPUs (on 2 CPUs, one DuckDB
+    thread saves about a seventh of the ingest's CPU time: benchmarks/README.md, "DuckDB's threads while files
+    load")."""
+    return max(1, duckdb_threads - READ_WORKERS)
+
+
 def uk_today() -> dt.date:
     """Today's date in the UK, the latest extract date a file name may carry."""
     return dt.datetime.now(EXTRACT_TIMEZONE).date()

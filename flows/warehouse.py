@@ -255,9 +255,14 @@ def duckdb_settings(settings: Settings) -> dict[str, str]:
             "temp_directory": str(temp)}
 
 
-def bound(connection: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
-    """Apply the memory limit, threads and spill folder of the settings (default: in force now) to a connection."""
-    for name, value in duckdb_settings(settings or get_settings()).items():
+def bound(connection: duckdb.DuckDBPyConnection, settings: Settings | None = None, *, threads: int | None = None
+          ) -> duckdb.DuckDBPyConnection:
+    """Apply the memory limit, threads and spill folder of the settings (default: in force now) to a connection;
+    `threads`, when given, in place of the settings' (the ingest's: `flows.load.loading_threads`)."""
+    values = duckdb_settings(settings or get_settings())
+    if threads is not None:
+        values["threads"] = str(threads)
+    for name, value in values.items():
         # DuckDB refuses to set temp_directory again (even to the same folder) once it has spilled there
         if connection.execute("select current_setting(?)", [name]).fetchone()[0] != value:
             connection.execute(f"set {name} = '{value.replace(chr(39), chr(39) * 2)}'")
@@ -272,8 +277,9 @@ def record_duckdb_settings(connection: duckdb.DuckDBPyConnection, stage: str) ->
 
 
 def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS, *,
-            drop_old_keys: bool = True) -> duckdb.DuckDBPyConnection:
-    """Open the pipeline's warehouse read-write, bounded by the DuckDB settings (``bound``), creating its schemas
+            drop_old_keys: bool = True, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the pipeline's warehouse read-write, bounded by the DuckDB settings (``bound``; `threads`, when given,
+    in place of the settings' threads), creating its schemas
     and tables if needed and (unless `drop_old_keys` is false: a warehouse only read before it is replaced)
     rebuilding old raw tables without the keys they no longer carry (``_drop_old_keys``).
 
@@ -296,7 +302,7 @@ def connect(path: Path, busy_wait_seconds: float = BUSY_WAIT_SECONDS, *,
     for member in (path, path.with_name(path.name + ".wal")):
         private_file(member)  # and so is one made before, and its write-ahead log
     try:
-        bound(connection)
+        bound(connection, threads=threads)
     except BaseException:
         connection.close()
         raise

@@ -84,7 +84,8 @@ class Settings:
     # SPRX_DUCKDB_MEMORY_LIMIT: most memory DuckDB may hold in each connection the pipeline writes through (ingest,
     # the dbt build, publish), e.g. 6GB, 4096MiB or 25% (of this machine); past it DuckDB spills to tmp/duckdb/.
     duckdb_memory_limit_bytes: int = field(default_factory=default_duckdb_memory_limit_bytes)
-    # SPRX_DUCKDB_THREADS: threads DuckDB may use in each of those connections (default: every CPU it may run on).
+    # SPRX_DUCKDB_THREADS: threads DuckDB may use in each of those connections (default: every CPU it may run on);
+    # the ingest's uses two fewer, at least one (flows.load.loading_threads).
     duckdb_threads: int = field(default_factory=default_duckdb_threads)
 
     @property

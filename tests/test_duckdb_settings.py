@@ -94,7 +94,7 @@ def test_the_ingest_and_the_build_run_with_the_settings(sprx_home: Path, monkeyp
     from flows.ingest import ingest
 
     monkeypatch.setenv("SPRX_DUCKDB_MEMORY_LIMIT", "300MiB")
-    monkeypatch.setenv("SPRX_DUCKDB_THREADS", "1")
+    monkeypatch.setenv("SPRX_DUCKDB_THREADS", "4")
     shutil.copytree(FEEDS / "ambulance", sprx_home / "landing" / "ambulance")
     ingest()
     build()
@@ -102,7 +102,15 @@ def test_the_ingest_and_the_build_run_with_the_settings(sprx_home: Path, monkeyp
         seen = {stage: rest for stage, *rest in connection.execute(
             "select stage, memory_limit, threads, temp_directory from audit.duckdb_settings").fetchall()}
     spill = sprx_home / "tmp" / "duckdb"
-    # what DuckDB reported inside the ingest's connection and inside dbt's own (an on-run-start hook)
-    assert seen == {"ingest": [reported("300MiB"), 1, str(spill)], "build": [reported("300MiB"), 1, str(spill)]}
+    # what DuckDB reported inside the ingest's connection and inside dbt's own (an on-run-start hook); the ingest
+    # leaves two of the four threads to the files read ahead
+    assert seen == {"ingest": [reported("300MiB"), 2, str(spill)], "build": [reported("300MiB"), 4, str(spill)]}
     for folder in (sprx_home / "tmp", spill):  # what DuckDB spills there is pieces of raw rows: owner-only
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_the_ingest_leaves_the_threads_reading_ahead_their_cpus_but_keeps_one_for_duckdb() -> None:
+    from flows.load import READ_WORKERS, loading_threads
+
+    assert READ_WORKERS == 2
+    assert [loading_threads(allowed) for allowed in (1, 2, 3, 4, 8)] == [1, 1, 1, 2, 6]
