@@ -1,9 +1,10 @@
-"""Prefect flows that take landing/ into the raw zone: one per source family, and a parent `ingest`.
+"""Prefect flows that take landing/ into the raw zone: `ingest`, with a task per source family, and `reprocess`.
 
     ingest ─► discover_files ─► ingest_gp (emis, systmone) ─► ingest_ambulance ─► ingest_vcse ─► report
     reprocess ─► rebuild_raw_zone (archive/ + landing/ into a new file, swapped in) ─► report
 
-Tasks are coarse (one per source, not per file or row): Prefect costs per task. Each file still
+Tasks are coarse (one per source family, not per file or row): Prefect costs per task, and more per subflow (a
+family as a subflow cost about 1 s more each: its own flow run, states and heartbeat). Each file still
 loads in its own transaction (SystmOne deltas and ambulance files in batches of many: `flows.load`), and once
 its status is final and its transaction committed moves to archive/ (`flows.archive`).
 Tasks return counts and reasons only, never patient rows, and do not persist results. Each run
@@ -428,20 +429,20 @@ def load_files(deliveries: list[Delivery], accept: tuple[str, ...], run_id: str 
     return loaded
 
 
-def _family_flow(family: str):
-    @flow(name=f"ingest-{family}", log_prints=False, persist_result=False)
-    def family_flow(deliveries: list[Delivery], accept: tuple[str, ...] = (), run_id: str | None = None
+def _family_task(family: str):
+    @task(name=f"ingest-{family}", persist_result=False)
+    def family_task(deliveries: list[Delivery], accept: tuple[str, ...] = (), run_id: str | None = None
                     ) -> Loaded:
         return load_files(deliveries, accept, run_id)
 
-    family_flow.__doc__ = f"Load the {family} feeds ({', '.join(FAMILIES[family])})."
-    return family_flow
+    family_task.__doc__ = f"Load the {family} feeds ({', '.join(FAMILIES[family])})."
+    return family_task
 
 
-ingest_gp = _family_flow("gp")
-ingest_ambulance = _family_flow("ambulance")
-ingest_vcse = _family_flow("vcse")
-FAMILY_FLOWS = {"gp": ingest_gp, "ambulance": ingest_ambulance, "vcse": ingest_vcse}
+ingest_gp = _family_task("gp")
+ingest_ambulance = _family_task("ambulance")
+ingest_vcse = _family_task("vcse")
+FAMILY_TASKS = {"gp": ingest_gp, "ambulance": ingest_ambulance, "vcse": ingest_vcse}
 
 
 @task(persist_result=False)
@@ -491,7 +492,7 @@ def ingest(
             for family, members in FAMILIES.items():
                 chosen = [d for d in deliveries if d.source in members]
                 if chosen:
-                    loaded = FAMILY_FLOWS[family](chosen, tuple(accept), run_id)
+                    loaded = FAMILY_TASKS[family](chosen, tuple(accept), run_id)
                     summary.files.extend(loaded.results)
                     summary.archived += loaded.archived
                     summary.arriving.extend(loaded.arriving)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import os
 import re
@@ -129,6 +131,32 @@ def test_each_run_publishes_a_report_artifact_without_identifiers(sprx_home: Pat
     report = files + Artifact.get("ingest-rejections").data
     for identifier in ("9994068121", "M31 1XR", "1949-04-02", "Fall at home"):
         assert identifier not in report
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_ingest_run_shows_a_task_per_source_family_it_loaded(sprx_home: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+
+    from flows.ingest import ingest
+
+    fixtures = Path(__file__).parent / "fixtures" / "feeds"
+    for family in ("ambulance", "vcse"):
+        shutil.copytree(fixtures / family, sprx_home / "landing" / family)
+    run = ingest(return_state=True).state_details.flow_run_id
+
+    async def runs():
+        async with get_client() as client:
+            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run])))
+            children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run])))
+            return tasks, children
+
+    tasks, children = asyncio.run(runs())
+    families = sorted(task.name.rsplit("-", 1)[0] for task in tasks if task.name.startswith("ingest-"))  # -<suffix>
+    assert families == ["ingest-ambulance", "ingest-vcse"]  # no GP file, no GP task
+    assert all(task.state.is_completed() for task in tasks)
+    assert children == []  # tasks, not subflows: each subflow cost about a second of its own
 
 
 @pytest.mark.usefixtures("prefect_harness")
